@@ -1,0 +1,42 @@
+// XML pipeline configs (tinyxml2): everything a run needs in one file.
+// See configs/reference.xml for every element and attribute, explained.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "corvid/strategy/plan.h"
+
+namespace corvid {
+
+struct SamplingDefaults {
+  std::optional<float> temperature, top_p, presence, frequency, penalty_decay;
+  std::optional<int> top_k;
+  std::optional<uint64_t> seed;
+};
+
+struct RunConfig {
+  std::string path;                  // the config file itself
+  std::string model;                 // resolved against the config's folder ("" if absent)
+  std::optional<StrategySpec> strategy;  // from <pipeline> (absent: use --strategy)
+  int rescale_layer = -1;            // <pipeline rescale_layer="..."> (-1 = default rule)
+  std::string tokenizer_kind;        // "" = detect from the file
+  std::string tokenizer_path;
+  std::string template_name;
+  std::map<std::string, std::string> template_options;  // paths resolved
+  SamplingDefaults sampling;
+  std::vector<std::string> plugin_dirs;  // resolved
+  int threads = 0;
+  int chunk_len = 0;
+};
+
+// Parses and validates; throws Error "file.xml:LINE: what is wrong".
+RunConfig load_run_config(const std::string& path);
+
+// Checks explicit ranges against the model once it is opened (ranges past L)
+// and the chosen plugins against the registry; throws "file.xml:LINE: ...".
+void validate_config_against_model(const RunConfig& cfg, int n_layer);
+
+}  // namespace corvid

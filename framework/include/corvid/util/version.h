@@ -1,0 +1,4 @@
+#pragma once
+namespace corvid {
+const char* version_string();
+}  // namespace corvid
