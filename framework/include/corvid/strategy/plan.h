@@ -6,11 +6,16 @@
 // explicit ranges), which assign_slots() turns into a Plan for a model of L
 // layers: L+1 slots, slot L being ln_out + head. A Plan is what the runtime
 // builds; resolve_backends() fills in which plugin serves each stage.
+//
+// Every stage of a StrategySpec becomes exactly one PlanStage (stages that
+// would get no slots are rejected), so spec.stages[i] <-> plan.stages[i].
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "corvid/sdk/dtype.h"
@@ -19,6 +24,10 @@ namespace corvid {
 
 class PluginRegistry;
 struct ModelHParams;
+
+// Written as "head" in an XML range: slot L, whatever L is. Sorts after every
+// real slot so ranges can be checked for order before L is known.
+inline constexpr int kHeadSlot = std::numeric_limits<int>::max();
 
 struct StageRequest {
   std::string device;       // "cpu", "cuda", "cuda:1", "mps", "dml" as written
@@ -29,9 +38,15 @@ struct StageRequest {
   std::string backend;         // explicit plugin name (XML), "" = choose from manifests
   // Exactly one of: a count (*N), an explicit range (XML layers="a-b"), or neither (free).
   std::optional<int> count;
-  std::optional<std::pair<int, int>> range;  // inclusive slot range
+  std::optional<std::pair<int, int>> range;  // inclusive slot range; kHeadSlot = slot L
   bool stream = false;                       // "*N+" / stream="true"
-  std::string where;                         // for errors: `column 11` or `file.xml:12`
+  // With a range and stream: first streamed slot (XML stream_from; default: the
+  // range's first slot, i.e. the whole range is streamed). kHeadSlot = slot L.
+  std::optional<int> stream_from;
+  std::string text;   // the stage as DSL text ("cuda fp16 *10+"), for messages
+  std::string where;  // for errors: `column 11` (DSL) or `file.xml:12` (XML)
+  int column = 0;     // DSL: 1-based column of the stage's device word (0 for XML)
+  int line = 0;       // XML: line of the <stage> element (0 for DSL)
 };
 
 struct StrategySpec {
@@ -51,6 +66,7 @@ struct PlanStage {
   int stream_first = -1;      // first streamed slot, -1 = none
   uint64_t weight_bytes = 0;  // from the backend's estimate (0 before resolution)
 
+  int n_slots() const { return last_slot - first_slot + 1; }
   bool operator==(const PlanStage&) const = default;
 };
 
@@ -66,7 +82,12 @@ struct Plan {
 
 // Parses a DSL string. Throws Error pointing at the offending part, e.g.
 // `strategy "cuda fp16 *x": expected a layer count after '*' at column 11`.
+// Columns are 1-based and count characters (UTF-8 code points).
 StrategySpec parse_strategy(const std::string& text);
+
+// The reference's normalization: split on "->", trim spaces, join with " -> ".
+// (No validation; parse_strategy() fills StrategySpec::normalized with it.)
+std::string normalize_strategy(const std::string& text);
 
 // The reference's layer assignment (rwkv-reference §3.2) plus explicit ranges
 // from XML. Rejects the quirks: several stream stages, *0 without +, stages
@@ -75,14 +96,31 @@ StrategySpec parse_strategy(const std::string& text);
 // strategy, else 0 (an explicit override, e.g. from XML, wins when >= 0).
 Plan assign_slots(const StrategySpec& spec, int n_layer, int rescale_override = -1);
 
+// The RESCALE_LAYER rule alone (rwkv-reference §2.2) for a normalized strategy.
+// Throws Error when RWKV_RESCALE_LAYER is set but not an integer >= 0.
+int rescale_layer_for(const std::string& normalized_strategy, int rescale_override = -1);
+
 // Chooses the plugin for every stage from the registry's manifests and fills
-// weight_bytes from the backends' estimates.
+// weight_bytes from the backends' estimates. Errors name the stage (its column
+// in the DSL string or file:line in the XML config).
 void resolve_backends(Plan& plan, const StrategySpec& spec, const PluginRegistry& reg, const ModelHParams& hp);
+
+// An error message about one stage of `spec`, located the way the spec was
+// written: `strategy "...": stage 2 "cpu fp32" at column 17: WHAT` for a DSL
+// string, `file.xml:12: WHAT` for a config. For the runtime's per-stage errors.
+std::string stage_message(const StrategySpec& spec, size_t stage_index, const std::string& what);
 
 // The resolved plan as text (per stage: backend, device, dtype, slot range,
 // streamed slots, weight bytes; totals per device) and as the JSON object of
-// `--print-plan --json`.
+// `--print-plan --json`:
+//   {"n_layer": L, "slots": L+1, "stages": [{"backend": NAME, "device": "cuda:0",
+//    "dtype": "fp16i8", "slots": [first, last], "streamed": [first, last] | null,
+//    "weight_bytes": N}], "rescale_layer": R}
+// ("backend" is null for a stage not yet resolved.)
 std::string plan_to_text(const Plan& plan);
 std::string plan_to_json(const Plan& plan);
+
+// "1.50 GiB", "512.0 MiB", "12 B": for plan listings and load logs.
+std::string format_bytes(uint64_t bytes);
 
 }  // namespace corvid
