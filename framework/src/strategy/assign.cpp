@@ -111,6 +111,15 @@ void strategy_detail::check_ranges(const StrategySpec& spec, int n_layer) {
       throw Error(stage_message(spec, i, what + " " + std::to_string(v) + " is past the last slot " +
                                              std::to_string(n_layer) + " of " + model_text(n_layer)));
   };
+  // For a gap: a later stage that starts where the gap does was probably
+  // listed out of order.
+  auto listed_later = [&](int i, int slot) -> std::string {
+    for (int k = i + 1; k < n; ++k)
+      if (spec.stages[k].range && resolve(spec.stages[k].range->first) == slot)
+        return " (the stage at " + spec.stages[k].where +
+               " starts there, but stages run in the order listed: move it up)";
+    return "";
+  };
   int prev_last = -1;  // resolved last slot of the previous stage
   for (int i = 0; i < n; ++i) {
     const StageRequest& st = spec.stages[i];
@@ -126,7 +135,8 @@ void strategy_detail::check_ranges(const StrategySpec& spec, int n_layer) {
       if (f != 0)
         throw Error(stage_message(spec, i, (f == kHeadSlot ? "the slots before the head are not assigned to any stage"
                                                            : unassigned(0, f - 1)) +
-                                               " (the first stage must start at slot 0)"));
+                                               (listed_later(i, 0).empty() ? " (the first stage must start at slot 0)"
+                                                                           : listed_later(i, 0))));
     } else if (prev_last == kHeadSlot || (f != kHeadSlot && f <= prev_last)) {
       const StageRequest& prev = spec.stages[i - 1];
       throw Error(stage_message(spec, i, range(f, l) + (f == l ? " overlaps" : " overlap") + " the previous stage's " +
@@ -134,7 +144,7 @@ void strategy_detail::check_ranges(const StrategySpec& spec, int n_layer) {
                                              "); stages run in the order listed, each starting right after the "
                                              "one before"));
     } else if (f != kHeadSlot && f > prev_last + 1) {
-      throw Error(stage_message(spec, i, unassigned(prev_last + 1, f - 1)));
+      throw Error(stage_message(spec, i, unassigned(prev_last + 1, f - 1) + listed_later(i, prev_last + 1)));
     }
     if (st.stream_from) {
       if (!st.stream) throw Error(stage_message(spec, i, "stream_from is given but the stage is not streamed"));

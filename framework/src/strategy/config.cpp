@@ -99,7 +99,7 @@ class ConfigReader {
     std::string what;
     switch (doc.ErrorID()) {
       case tinyxml2::XML_ERROR_EMPTY_DOCUMENT: what = "empty document: expected a <corvid> element"; break;
-      case tinyxml2::XML_ERROR_MISMATCHED_ELEMENT: what = "closing tag does not match the open element"; break;
+      case tinyxml2::XML_ERROR_MISMATCHED_ELEMENT: what = "the element opened here is closed by another tag"; break;
       case tinyxml2::XML_ERROR_PARSING_ELEMENT: what = "malformed or unclosed element"; break;
       case tinyxml2::XML_ERROR_PARSING_ATTRIBUTE: what = "malformed or repeated attribute"; break;
       case tinyxml2::XML_ERROR_PARSING_TEXT: what = "malformed text (a stray '<' or '&'?)"; break;
