@@ -4,6 +4,7 @@
     RWKV_JIT_ON=1 RWKV_CUDA_ON=0 /usr/bin/python3 tests/reference/crosscheck_pip.py \
         --pkg DIR [--model FILE.pth ...] [--strategy "cpu fp32" ...] [--tokens 1,2,3]
 
+--exact-bf16-layernorm (with RWKV_JIT_ON=0) swaps torch's bf16 LayerNorm for fp32-then-round.
 DIR is a folder holding the package as `rwkv/model.py` (e.g. copied out of a ChatRWKV checkout
 into /tmp; never into this repo). For each model and strategy it runs the package in step mode
 and in sequence mode (chunks of 5, full_output) and the reference, and prints max |Δlogit| and
@@ -42,6 +43,10 @@ def main():
     ap.add_argument("--tokens")
     ap.add_argument("--chunk", type=int, default=5)
     ap.add_argument("--isolate-fold", action="store_true")
+    ap.add_argument("--exact-bf16-layernorm", action="store_true",
+                    help="make the package's bf16 LayerNorm compute in fp32 and round once "
+                         "(what rwkv_ref models; torch 1.13's own bf16 kernel is less precise). "
+                         "Needs RWKV_JIT_ON=0.")
     args = ap.parse_args()
     os.environ.setdefault("RWKV_CUDA_ON", "0")
     sys.path.insert(0, args.pkg)
@@ -49,6 +54,15 @@ def main():
     from rwkv.model import RWKV  # the real package
 
     torch.set_num_threads(1)
+    if args.exact_bf16_layernorm:
+        import torch.nn.functional as F
+        orig_ln = F.layer_norm
+
+        def ln(x, shape, weight=None, bias=None, eps=1e-5):
+            if x.dtype == torch.bfloat16:
+                return orig_ln(x.float(), shape, weight.float(), bias.float(), eps).to(torch.bfloat16)
+            return orig_ln(x, shape, weight, bias, eps)
+        F.layer_norm = ln
     strategies = args.strategy or ["cpu fp32", "cpu bf16", "cpu fp32i8"]
     if args.model:
         models = [(m, None) for m in args.model]
