@@ -1,0 +1,70 @@
+// Reads tests/fixtures/models/fixtures.json: the small torch.save checkpoints and
+// the expected outputs of the independent numpy reference (tests/reference).
+#pragma once
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace corvid_test {
+
+struct ExpectedRun {
+  int rescale_layer = 0;
+  std::map<std::string, std::string> logits;  // "step", "chunk:4", ... -> .npy path
+  std::string state_final;
+  double logits_atol = 0, state_atol = 0;
+};
+
+struct Fixture {
+  std::string name, dtype;
+  std::vector<std::string> files;  // absolute paths (.pth, .safetensors)
+  int L = 0, C = 0, V = 0;
+  std::vector<int32_t> tokens;
+  std::vector<int> chunks;
+  std::map<std::string, ExpectedRun> expected;  // by strategy
+};
+
+inline std::string fixtures_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models"; }
+
+inline std::vector<Fixture> load_fixtures() {
+  std::ifstream in(fixtures_dir() + "/fixtures.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<Fixture> out;
+  for (const auto& f : j["fixtures"]) {
+    Fixture x;
+    x.name = f["name"];
+    x.dtype = f["dtype"];
+    for (const auto& file : f["files"]) x.files.push_back(fixtures_dir() + "/" + file["file"].get<std::string>());
+    x.L = f["L"];
+    x.C = f["C"];
+    x.V = f["V"];
+    x.tokens = f["tokens"].get<std::vector<int32_t>>();
+    x.chunks = f["chunks"].get<std::vector<int>>();
+    for (auto it = f["expected"].begin(); it != f["expected"].end(); ++it) {
+      ExpectedRun e;
+      e.rescale_layer = it.value()["rescale_layer"];
+      for (auto l = it.value()["logits"].begin(); l != it.value()["logits"].end(); ++l)
+        e.logits[l.key()] = fixtures_dir() + "/" + l.value().get<std::string>();
+      e.state_final = fixtures_dir() + "/" + it.value()["state_final"].get<std::string>();
+      const auto& tol = j["tolerances"][it.key()];
+      e.logits_atol = tol["logits_atol"];
+      e.state_atol = tol["state_atol"];
+      x.expected[it.key()] = e;
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+inline double max_abs_diff(const float* a, const float* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double d = std::abs(double(a[i]) - double(b[i]));
+    if (!(d <= m)) m = d;  // NaN propagates as "huge"
+  }
+  return m;
+}
+
+}  // namespace corvid_test
