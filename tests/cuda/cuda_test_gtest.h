@@ -67,7 +67,7 @@ class Reporter {
   std::ostringstream msg_;
 };
 struct Voidify {
-  void operator&(Reporter&) {}
+  void operator&(const Reporter&) {}
 };
 }  // namespace mini_gtest
 
