@@ -31,6 +31,16 @@ const corvid::ServedPair kServed[] = {{"mps", "fp16"}, {"mps", "fp32i8"}, {"dml"
 const corvid::PluginEntry kEntry = {CORVID_ABI_VERSION, sizeof(corvid::PluginEntry), corvid::PluginKind::Backend,
                                     "test_fake_backend", "1.0", "strategy test backend (mps/dml, runs nothing)",
                                     kServed, 3, &create, nullptr, nullptr};
+#elif defined(FAKE_BACKEND_VARIANT_template)
+// Not a backend: a prompt-template plugin answering to "fake-chat", for the
+// config's template-name check.
+corvid::PromptTemplate* create_template(const std::string&, const corvid::TemplateOptions&) {
+  throw corvid::Error("fake template cannot be created");
+}
+const corvid::ServedPair kServed[] = {{"template", "fake-chat"}};
+const corvid::PluginEntry kEntry = {CORVID_ABI_VERSION, sizeof(corvid::PluginEntry), corvid::PluginKind::PromptTemplate,
+                                    "test_fake_template", "1.0", "strategy test template", kServed, 1, nullptr,
+                                    nullptr, &create_template};
 #else
 const corvid::ServedPair kServed[] = {{"mps", "fp16"}};
 const corvid::PluginEntry kEntry = {CORVID_ABI_VERSION, sizeof(corvid::PluginEntry), corvid::PluginKind::Backend,

@@ -51,8 +51,15 @@ std::string ranges_of(const Plan& p) {
   std::string s;
   for (size_t i = 0; i < p.stages.size(); ++i) {
     const auto& st = p.stages[i];
-    s += (i ? ";" : "") + std::to_string(st.first_slot) + "-" + std::to_string(st.last_slot);
-    if (st.stream_first >= 0) s += "/s" + std::to_string(st.stream_first);
+    // Appended piecewise: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string.
+    if (i) s += ';';
+    s += std::to_string(st.first_slot);
+    s += '-';
+    s += std::to_string(st.last_slot);
+    if (st.stream_first >= 0) {
+      s += "/s";
+      s += std::to_string(st.stream_first);
+    }
   }
   return s;
 }

@@ -153,3 +153,23 @@ TEST(Resolve, APlanFromAnotherSpecIsRefused) {
   std::string e = error_of([&] { resolve_backends(plan, parse_strategy("mps fp16"), reg, hparams(6)); });
   EXPECT_NE(e.find("plan made from another strategy"), std::string::npos) << e;
 }
+
+TEST(ConfigPlugins, TokenizerKindAndTemplateNameMustBeServed) {
+  const std::string tmpl_dir = std::string(STRATEGY_TEST_PLUGIN_DIR) + "/template";
+  PluginRegistry reg({kFakeDir, tmpl_dir});
+  const std::string ok = kData + "/template_ok.xml";
+  RunConfig c = load_run_config(ok);
+  EXPECT_EQ(c.template_line, 3);
+  EXPECT_NO_THROW(validate_config_plugins(c, reg));
+
+  const std::string bad = kData + "/template_unknown.xml";
+  RunConfig d = load_run_config(bad);
+  std::string e = error_of([&] { validate_config_plugins(d, reg); });
+  EXPECT_EQ(e.rfind(bad + ":4: no prompt template plugin answers to name 'no-such-chat'", 0), 0u) << e;
+  EXPECT_NE(e.find("fake-chat"), std::string::npos) << e;  // lists what exists
+
+  const std::string tok = kData + "/tokenizer_unknown.xml";
+  RunConfig t = load_run_config(tok);
+  e = error_of([&] { validate_config_plugins(t, reg); });
+  EXPECT_EQ(e.rfind(tok + ":2: no tokenizer plugin answers to kind 'no_such_kind'", 0), 0u) << e;
+}

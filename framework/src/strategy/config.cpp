@@ -14,6 +14,7 @@
 #include <sstream>
 #include <tinyxml2.h>
 
+#include "corvid/plugins/registry.h"
 #include "corvid/sdk/error.h"
 #include "corvid/strategy/config.h"
 #include "stage_words.h"
@@ -230,6 +231,7 @@ class ConfigReader {
   void read_tokenizer(const XMLElement* e) {
     check_attributes(e, {"kind", "path"});
     no_children(e);
+    cfg_.tokenizer_line = e->GetLineNum();
     if (!attr(e, "kind") && !attr(e, "path")) fail(e, "<tokenizer> needs a path (the vocabulary file) or a kind");
     if (const XMLAttribute* a = attr(e, "kind")) {
       cfg_.tokenizer_kind = a->Value();
@@ -241,6 +243,7 @@ class ConfigReader {
   void read_template(const XMLElement* e) {
     check_attributes(e, {"name"});
     cfg_.template_name = required(e, "name", "a prompt template, e.g. raven-chat");
+    cfg_.template_line = e->GetLineNum();
     std::map<std::string, int> keys;
     for (const XMLElement* o = first_element(e); o; o = next_element(o)) {
       if (std::string(o->Name()) != "option")
@@ -417,6 +420,33 @@ void validate_config_against_model(const RunConfig& cfg, int n_layer) {
   // left with no layers) is what assign_slots checks; its messages carry the
   // stages' file:line.
   if (cfg.strategy) (void)assign_slots(*cfg.strategy, n_layer, cfg.rescale_layer);
+}
+
+namespace {
+// Whether a plugin of `kind` lists `name` in its manifest (tokenizers and
+// templates list their names as ServedPair{"tokenizer"/"template", name}).
+void check_named_plugin(const PluginRegistry& reg, PluginKind kind, const char* what, const std::string& name,
+                        const std::string& where, const std::string& noun) {
+  std::string available;
+  for (const LoadedPlugin& p : reg.plugins()) {
+    if (p.entry->kind != kind) continue;
+    for (size_t i = 0; i < p.entry->n_served; ++i) {
+      if (name == p.entry->served[i].precision) return;
+      available += (available.empty() ? "" : ", ") + std::string(p.entry->served[i].precision);
+    }
+  }
+  throw Error(where + ": no " + what + " plugin answers to " + noun + " '" + name + "'" +
+              (available.empty() ? " (no " + std::string(what) + " plugins found)" : " (available: " + available + ")"));
+}
+}  // namespace
+
+void validate_config_plugins(const RunConfig& cfg, const PluginRegistry& reg) {
+  if (!cfg.tokenizer_kind.empty())
+    check_named_plugin(reg, PluginKind::Tokenizer, "tokenizer", cfg.tokenizer_kind,
+                       cfg.path + ":" + std::to_string(cfg.tokenizer_line), "kind");
+  if (!cfg.template_name.empty())
+    check_named_plugin(reg, PluginKind::PromptTemplate, "prompt template", cfg.template_name,
+                       cfg.path + ":" + std::to_string(cfg.template_line), "name");
 }
 
 }  // namespace corvid

@@ -30,13 +30,23 @@ struct RunConfig {
   std::vector<std::string> plugin_dirs;  // resolved
   int threads = 0;
   int chunk_len = 0;
+  // Lines of <tokenizer> and <template> (0 = absent), for validate_config_plugins().
+  int tokenizer_line = 0;
+  int template_line = 0;
 };
 
 // Parses and validates; throws Error "file.xml:LINE: what is wrong".
 RunConfig load_run_config(const std::string& path);
 
-// Checks explicit ranges against the model once it is opened (ranges past L)
-// and the chosen plugins against the registry; throws "file.xml:LINE: ...".
+// Checks the pipeline against the model once it is opened: explicit ranges
+// past slot L or not reaching it, stages left with no layers; throws
+// "file.xml:LINE: ...". (The stages' plugins are checked by resolve_backends,
+// which reports the same file:line.)
 void validate_config_against_model(const RunConfig& cfg, int n_layer);
+
+// Checks that some loaded plugin answers to the config's tokenizer kind (when
+// given) and template name; throws "file.xml:LINE: no tokenizer plugin answers
+// to kind 'x' (available: ...)".
+void validate_config_plugins(const RunConfig& cfg, const PluginRegistry& reg);
 
 }  // namespace corvid
