@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "corvid/convert/converted.h"
 #include "corvid/model/model_info.h"
 #include "corvid/runtime/memory_weight_store.h"
 #include "corvid/sdk/error.h"
@@ -23,6 +24,7 @@ struct Engine::StageSlot {
   StageSpec spec;
   BackendHandle backend;
   std::unique_ptr<MemoryWeightStore> prepared;  // null when weights come from a converted file
+  std::unique_ptr<WeightSource> mapped;         // converted file: views into the checkpoint mapping
   std::unique_ptr<Stage> stage;                 // destroyed before `prepared` and `backend`
   ~StageSlot() { stage.reset(); }
 };
@@ -113,8 +115,42 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   if (meta.count("_strategy"))
     throw Error(ck.path() + ": a ChatRWKV-converted file (strategy \"" + meta.at("_strategy") +
                 "\"); run the original .pth, or convert it with corvid-convert");
-  if (meta.count("corvid.format"))
-    throw Error(ck.path() + ": Corvid-converted files are loaded by the converter support, which is not built in this version");
+  if (is_converted(ck)) {
+    // A Corvid-converted file (docs/convert.md): each stage's prepared tensors
+    // are used in place from the mapping; only checks and create_stage() run.
+    const ConvertedInfo info = read_converted_info(ck);
+    e->hp_ = info.hp;
+    log("Model: " + ck.path() + " (Corvid-converted for \"" + info.strategy + "\"), " + describe_hparams(e->hp_));
+    StrategySpec parsed;
+    const StrategySpec* spec = opts.spec;
+    if (!spec) {  // no strategy asked for: the one the file was converted for
+      parsed = parse_strategy(opts.strategy.empty() ? info.strategy : opts.strategy);
+      spec = &parsed;
+    }
+    e->plan_ = assign_slots(*spec, e->hp_.n_layer, opts.rescale_override);
+    e->hp_.rescale_layer = e->plan_.rescale_layer;
+    resolve_backends(e->plan_, *spec, *e->registry_, e->hp_);
+    check_converted_plan(info, e->plan_, ck.path());
+    e->chunk_len_ = std::max(1, opts.chunk_len);
+    e->emb_ = load_converted_embedding(ck, info);
+    for (size_t i = 0; i < e->plan_.stages.size(); ++i) {
+      const PlanStage& ps = e->plan_.stages[i];
+      auto slot = std::make_unique<StageSlot>();
+      slot->plan = ps;
+      slot->spec = make_stage_spec(ps, e->hp_.n_layer, std::max(0, opts.threads), e->chunk_len_);
+      slot->backend = e->registry_->create_backend(e->registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
+      slot->backend.backend->check_device(slot->spec);
+      check_converted_layout(info, i, slot->backend.backend->layout_id(slot->spec, e->hp_), ck.path());
+      slot->mapped = std::make_unique<ConvertedStageWeights>(ck, i);
+      slot->stage = slot->backend.backend->create_stage(slot->spec, e->hp_, *slot->mapped);
+      log("Stage " + ps.device + " " + precision_name(ps.precision) + " slots " + std::to_string(ps.first_slot) + "-" +
+          std::to_string(ps.last_slot) + ": " + slot->stage->describe() + " (mapped)");
+      e->stages_.push_back(std::move(slot));
+    }
+    e->x_.assign(size_t(e->chunk_len_) * size_t(e->hp_.n_embd), 0.f);
+    e->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return e;
+  }
 
   e->hp_ = detect_hparams(ck);
   if (e->hp_.arch != Arch::V4)
