@@ -74,12 +74,14 @@ std::string plan_to_text(const Plan& plan) {
   // Totals per device, in order of first appearance.
   std::vector<std::string> order;
   std::map<std::string, uint64_t> total;
+  std::map<std::string, bool> unknown;  // a stage not resolved yet: no estimate
   for (const PlanStage& s : plan.stages) {
     if (!total.count(s.device)) order.push_back(s.device);
     total[s.device] += s.weight_bytes;
+    if (s.backend.empty() && s.weight_bytes == 0) unknown[s.device] = true;
   }
   os << "Weights per device:";
-  for (const auto& d : order) os << "  " << d << " " << format_bytes(total[d]);
+  for (const auto& d : order) os << "  " << d << " " << (unknown[d] ? std::string("?") : format_bytes(total[d]));
   os << "\n";
   if (any_stream)
     os << "Streamed slots keep their large matrices in (pinned) host memory and copy them to the device for each "
