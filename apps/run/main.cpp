@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
     }
     auto eng = Engine::load(eo);
     const int V = eng->hparams().n_vocab;
+    if (!config.empty()) validate_config_plugins(cfg, eng->registry());
 
     std::shared_ptr<Tokenizer> tok;
     if (!tokenizer_path.empty()) tok = load_tokenizer(eng->registry(), tokenizer_path, tokenizer_kind);

@@ -171,12 +171,18 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   const int threads = opts.threads > 0 ? opts.threads : 0;
 
   // Build every stage's spec and check devices before any heavy work.
-  for (const PlanStage& ps : e->plan_.stages) {
+  for (size_t i = 0; i < e->plan_.stages.size(); ++i) {
+    const PlanStage& ps = e->plan_.stages[i];
     auto slot = std::make_unique<StageSlot>();
     slot->plan = ps;
     slot->spec = make_stage_spec(ps, e->hp_.n_layer, threads, e->chunk_len_);
-    slot->backend = e->registry_->create_backend(e->registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
-    slot->backend.backend->check_device(slot->spec);
+    try {
+      slot->backend = e->registry_->create_backend(e->registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
+      slot->backend.backend->check_device(slot->spec);
+    } catch (const std::exception& ex) {
+      // Point at the stage in the strategy string (column) or config (file:line).
+      throw Error(stage_message(*spec, i, ex.what()));
+    }
     e->stages_.push_back(std::move(slot));
   }
 
