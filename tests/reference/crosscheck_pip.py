@@ -105,7 +105,8 @@ def main():
             r_step, r_st = rwkv_ref.run_step(ref, toks)
             r_state = ref.serialize_state(r_st)
             fin = np.isfinite(r_state) & np.isfinite(p_state)
-            line = (f"{os.path.basename(path):28s} {s:11s} step {np.abs(p_step - r_step).max():.3e}  "
+            line = (f"{os.path.basename(path):28s} {s:11s} step {np.abs(p_step - r_step).max():.3e} "
+                    f"(mean {np.abs(p_step - r_step).mean():.1e})  "
                     f"seq {np.abs(p_seq - r_step).max():.3e}  state {np.abs(p_state - r_state)[fin].max():.3e}  "
                     f"pkg step-vs-seq {np.abs(p_step - p_seq).max():.3e}  max|logit| {np.abs(r_step).max():.2f}")
             if args.isolate_fold:
