@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "corvid/convert/converted.h"
+#include "corvid/convert/inspect.h"
 #include "corvid/io/checkpoint.h"
 #include "corvid/io/npy.h"
 #include "corvid/model/model_info.h"
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
     ("threads,t", po::value(&threads), "CPU threads (default: physical cores)")
     ("plugin-dir", po::value(&plugin_dirs)->composing(), "extra plugin directory (repeatable)")
     ("list-plugins", "list plugins found on the search path")
+    ("inspect", po::value<std::string>(), "describe a checkpoint (format, architecture, sizes, dtypes, stored plan) and exit")
     ("print-plan", "print the resolved plan and exit (no weights are loaded)")
     ("json", "with --print-plan: print one JSON object")
     ("n-layer", po::value(&n_layer), "with --print-plan and no --model: the layer count")
@@ -107,10 +110,15 @@ int main(int argc, char** argv) {
       rescale_override = cfg.rescale_layer;
       if (strategy.empty() && cfg.strategy) spec = &*cfg.strategy;
     }
-    if (!spec) {
-      parsed = parse_strategy(strategy.empty() ? "cpu fp32" : strategy);
+    if (!spec && !strategy.empty()) {
+      parsed = parse_strategy(strategy);
       spec = &parsed;
-      if (!strategy.empty()) rescale_override = -1;  // the DSL's own rule applies
+      rescale_override = -1;  // the DSL's own rule applies
+    }
+
+    if (vm.count("inspect")) {
+      std::cout << inspect_checkpoint(vm["inspect"].as<std::string>());
+      return 0;
     }
 
     if (vm.count("list-plugins")) {
@@ -123,7 +131,16 @@ int main(int argc, char** argv) {
       ModelHParams hp;
       if (!model.empty()) {
         auto ck = Checkpoint::open(model);
-        hp = detect_hparams(*ck);
+        if (is_converted(*ck)) {
+          ConvertedInfo info = read_converted_info(*ck);
+          hp = info.hp;
+          if (!spec) {
+            parsed = parse_strategy(info.strategy);
+            spec = &parsed;
+          }
+        } else {
+          hp = detect_hparams(*ck);
+        }
         if (!config.empty()) validate_config_against_model(cfg, hp.n_layer);
       } else if (n_layer > 0) {
         hp.n_layer = n_layer;
@@ -132,6 +149,10 @@ int main(int argc, char** argv) {
         hp.n_vocab = n_vocab;
       } else {
         throw Error("--print-plan needs --model FILE or --n-layer N");
+      }
+      if (!spec) {
+        parsed = parse_strategy("cpu fp32");
+        spec = &parsed;
       }
       Plan plan = assign_slots(*spec, hp.n_layer, rescale_override);
       hp.rescale_layer = plan.rescale_layer;

@@ -160,7 +160,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   StrategySpec parsed;
   const StrategySpec* spec = opts.spec;
   if (!spec) {
-    parsed = parse_strategy(opts.strategy);
+    parsed = parse_strategy(opts.strategy.empty() ? "cpu fp32" : opts.strategy);
     spec = &parsed;
   }
   e->plan_ = assign_slots(*spec, e->hp_.n_layer, opts.rescale_override);

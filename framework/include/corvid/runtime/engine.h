@@ -27,7 +27,9 @@ namespace corvid {
 
 struct EngineOptions {
   std::string model_path;
-  std::string strategy = "cpu fp32";     // DSL string; ignored when `spec` is set
+  // DSL string; ignored when `spec` is set. Empty: the strategy a converted
+  // file was made for, or "cpu fp32" for a raw checkpoint.
+  std::string strategy;
   const StrategySpec* spec = nullptr;    // e.g. from an XML config (takes precedence)
   int rescale_override = -1;             // >= 0 overrides the RESCALE_LAYER rule
   int threads = 0;                       // 0 = number of physical cores
