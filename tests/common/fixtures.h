@@ -2,6 +2,7 @@
 // the expected outputs of the independent numpy reference (tests/reference).
 #pragma once
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -14,7 +15,8 @@ struct ExpectedRun {
   int rescale_layer = 0;
   std::map<std::string, std::string> logits;  // "step", "chunk:4", ... -> .npy path
   std::string state_final;
-  double logits_atol = 0, state_atol = 0;
+  // Pass when |got - want| <= atol + rtol * |want| (fixtures.json "tolerances").
+  double logits_atol = 0, logits_rtol = 0, state_atol = 0, state_rtol = 0;
 };
 
 struct Fixture {
@@ -49,8 +51,10 @@ inline std::vector<Fixture> load_fixtures() {
         e.logits[l.key()] = fixtures_dir() + "/" + l.value().get<std::string>();
       e.state_final = fixtures_dir() + "/" + it.value()["state_final"].get<std::string>();
       const auto& tol = j["tolerances"][it.key()];
-      e.logits_atol = tol["logits_atol"];
-      e.state_atol = tol["state_atol"];
+      e.logits_atol = tol["logits"]["atol"];
+      e.logits_rtol = tol["logits"]["rtol"];
+      e.state_atol = tol["state"]["atol"];
+      e.state_rtol = tol["state"]["rtol"];
       x.expected[it.key()] = e;
     }
     out.push_back(std::move(x));
@@ -65,6 +69,23 @@ inline double max_abs_diff(const float* a, const float* b, size_t n) {
     if (!(d <= m)) m = d;  // NaN propagates as "huge"
   }
   return m;
+}
+
+// Largest violation of |got - want| <= atol + rtol*|want|, as a ratio: <= 1 passes.
+// Also reports the worst index through `where`.
+inline double tolerance_ratio(const float* got, const float* want, size_t n, double atol, double rtol,
+                              size_t* where = nullptr) {
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double d = std::abs(double(got[i]) - double(want[i]));
+    double lim = atol + rtol * std::abs(double(want[i]));
+    double r = lim > 0 ? d / lim : (d > 0 ? INFINITY : 0);
+    if (!(r <= worst)) {  // NaN counts as a failure
+      worst = std::isnan(r) ? INFINITY : r;
+      if (where) *where = i;
+    }
+  }
+  return worst;
 }
 
 }  // namespace corvid_test
