@@ -13,6 +13,7 @@
 
 #include "corvid/sdk/error.h"
 #include "json_locate.h"
+#include "nfc_compat_table.h"
 
 namespace corvid::hf_bpe {
 
@@ -97,6 +98,34 @@ std::string nfc(std::string_view s) {
   std::string r(reinterpret_cast<char*>(out), static_cast<size_t>(n));
   std::free(out);
   return r;
+}
+
+bool unknown_to_hf_nfc(uint32_t cp) {
+  if (cp < kNfcUnknownToHf[0].first) return false;
+  auto it = std::upper_bound(std::begin(kNfcUnknownToHf), std::end(kNfcUnknownToHf), cp,
+                             [](uint32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != std::begin(kNfcUnknownToHf) && cp <= std::prev(it)->last;
+}
+
+// NFC as the official library computes it (Unicode 9.0 data): characters it
+// does not know act as inert starters, so the text between them is normalized
+// on its own and they are kept as they are (see nfc_compat_table.h).
+std::string hf_nfc(std::string_view s) {
+  std::string out;
+  size_t seg = 0;
+  for (size_t i = 0; i < s.size();) {
+    size_t len;
+    uint32_t cp = decode_at(s, i, len);
+    if (cp >= 0x7FD && unknown_to_hf_nfc(cp)) {
+      if (i > seg) out += nfc(s.substr(seg, i - seg));
+      out.append(s.substr(i, len));
+      seg = i + len;
+    }
+    i += len;
+  }
+  if (seg == 0) return nfc(s);
+  if (seg < s.size()) out += nfc(s.substr(seg));
+  return out;
 }
 
 // GPT-2's reversible byte <-> printable character map: the printable bytes
@@ -468,7 +497,7 @@ HfBpeTokenizer* HfBpeTokenizer::from_json_text(const std::string& text, const st
   }
   for (size_t i = 0; i < tok->added_.size(); ++i) {
     const auto& a = tok->added_[i];
-    if (a.normalized) tok->normalized_matcher_.add(tok->nfc_ ? nfc(a.content) : a.content, static_cast<int32_t>(i));
+    if (a.normalized) tok->normalized_matcher_.add(tok->nfc_ ? hf_nfc(a.content) : a.content, static_cast<int32_t>(i));
     else tok->raw_matcher_.add(a.content, static_cast<int32_t>(i));
   }
 
@@ -569,7 +598,7 @@ std::vector<int32_t> HfBpeTokenizer::encode(std::string_view text) const {
     }
     std::string_view piece = text.substr(range.first, range.second - range.first);
     if (nfc_ && may_change_under_nfc(piece)) {
-      std::string normalized = nfc(piece);
+      std::string normalized = hf_nfc(piece);
       encode_normalized_piece(normalized, out, sc);
     } else {
       encode_normalized_piece(piece, out, sc);
