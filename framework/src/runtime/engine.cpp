@@ -103,6 +103,24 @@ Engine::~Engine() {
   stages_.clear();  // stages before their weights and libraries
 }
 
+// Creates each stage's backend and checks its device, before any heavy work.
+void Engine::open_stages(const StrategySpec& spec, int threads) {
+  for (size_t i = 0; i < plan_.stages.size(); ++i) {
+    const PlanStage& ps = plan_.stages[i];
+    auto slot = std::make_unique<StageSlot>();
+    slot->plan = ps;
+    slot->spec = make_stage_spec(ps, hp_.n_layer, threads, chunk_len_);
+    try {
+      slot->backend = registry_->create_backend(registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
+      slot->backend.backend->check_device(slot->spec);
+    } catch (const std::exception& ex) {
+      // Point at the stage in the strategy string (column) or config (file:line).
+      throw Error(stage_message(spec, i, ex.what()));
+    }
+    stages_.push_back(std::move(slot));
+  }
+}
+
 std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Engine> e(new Engine());
@@ -133,19 +151,15 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
     check_converted_plan(info, e->plan_, ck.path());
     e->chunk_len_ = std::max(1, opts.chunk_len);
     e->emb_ = load_converted_embedding(ck, info);
-    for (size_t i = 0; i < e->plan_.stages.size(); ++i) {
-      const PlanStage& ps = e->plan_.stages[i];
-      auto slot = std::make_unique<StageSlot>();
-      slot->plan = ps;
-      slot->spec = make_stage_spec(ps, e->hp_.n_layer, std::max(0, opts.threads), e->chunk_len_);
-      slot->backend = e->registry_->create_backend(e->registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
-      slot->backend.backend->check_device(slot->spec);
+    e->open_stages(*spec, std::max(0, opts.threads));
+    for (size_t i = 0; i < e->stages_.size(); ++i) {
+      StageSlot* slot = e->stages_[i].get();
+      const PlanStage& ps = slot->plan;
       check_converted_layout(info, i, slot->backend.backend->layout_id(slot->spec, e->hp_), ck.path());
       slot->mapped = std::make_unique<ConvertedStageWeights>(ck, i);
       slot->stage = slot->backend.backend->create_stage(slot->spec, e->hp_, *slot->mapped);
       log("Stage " + ps.device + " " + precision_name(ps.precision) + " slots " + std::to_string(ps.first_slot) + "-" +
           std::to_string(ps.last_slot) + ": " + slot->stage->describe() + " (mapped)");
-      e->stages_.push_back(std::move(slot));
     }
     e->x_.assign(size_t(e->chunk_len_) * size_t(e->hp_.n_embd), 0.f);
     e->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -170,21 +184,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   e->chunk_len_ = std::max(1, opts.chunk_len);
   const int threads = opts.threads > 0 ? opts.threads : 0;
 
-  // Build every stage's spec and check devices before any heavy work.
-  for (size_t i = 0; i < e->plan_.stages.size(); ++i) {
-    const PlanStage& ps = e->plan_.stages[i];
-    auto slot = std::make_unique<StageSlot>();
-    slot->plan = ps;
-    slot->spec = make_stage_spec(ps, e->hp_.n_layer, threads, e->chunk_len_);
-    try {
-      slot->backend = e->registry_->create_backend(e->registry_->find_backend(ps.device_kind, precision_name(ps.precision), ps.backend));
-      slot->backend.backend->check_device(slot->spec);
-    } catch (const std::exception& ex) {
-      // Point at the stage in the strategy string (column) or config (file:line).
-      throw Error(stage_message(*spec, i, ex.what()));
-    }
-    e->stages_.push_back(std::move(slot));
-  }
+  e->open_stages(*spec, threads);
 
   e->emb_ = fold_embedding(ck, e->hp_, e->plan_.stages.front().precision.atype);
   RawWeights raw(ck, e->hp_);

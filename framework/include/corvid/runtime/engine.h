@@ -100,6 +100,7 @@ class Engine {
  private:
   Engine() = default;
   void run_chunk(const int32_t* tok, int T, State& st, float* logits, bool all_logits);
+  void open_stages(const StrategySpec& spec, int threads);
 
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<PluginRegistry> registry_;
