@@ -1,0 +1,18 @@
+// Creating the chat's PromptTemplate: options may name a ChatRWKV prompt file
+// (`prompt_file`), which the framework reads (prompt_file.h) and passes on to
+// the template plugin as user/bot/interface/init_prompt.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "corvid/plugins/registry.h"
+#include "corvid/sdk/prompt_template.h"
+
+namespace corvid::chat {
+
+// Throws corvid::Error (unknown template, bad prompt file, option conflict).
+std::shared_ptr<PromptTemplate> make_prompt_template(const PluginRegistry& registry, const std::string& name,
+                                                     TemplateOptions options);
+
+}  // namespace corvid::chat
