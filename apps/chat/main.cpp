@@ -232,7 +232,9 @@ int main(int argc, char** argv) {
     if (!config.empty()) validate_config_plugins(cfg, engine->registry());
     if (tokenizer_path.empty()) tokenizer_path = tokenizer_beside(model, engine->hparams().n_vocab);
     auto tok = load_tokenizer(engine->registry(), tokenizer_path, tokenizer_kind);
-    auto tpl = chat::make_prompt_template(engine->registry(), template_name, topts);
+    std::vector<std::string> notes;
+    auto tpl = chat::make_prompt_template(engine->registry(), template_name, topts, &notes);
+    for (const std::string& n : notes) std::cout << n << "\n";
     auto cmodel = chat::make_engine_chat_model(*engine);
     const PluginRegistry& reg = engine->registry();
     const std::string tname = template_name;

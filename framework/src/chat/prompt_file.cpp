@@ -56,6 +56,7 @@ class Parser {
     need("interface", f.interface);
     need("init_prompt", f.init_prompt);
     f.variables = vars_;
+    f.notes = notes_;
     return f;
   }
 
@@ -103,19 +104,44 @@ class Parser {
     size_t at = pos_;
     if (!ident_start(peek())) fail("expected an assignment `name = \"text\"`", at);
     std::string target = identifier();
-    static const char* kKeywords[] = {"import", "from", "def", "class", "if", "for", "while", "with", "return", "print", "exec", "eval"};
+    skip_space(false);
+    if (target == "print" && peek() == '(') {
+      // print("...") lines (English-3.py has one): the text is kept as a note
+      // for the app to show; nothing else is called.
+      ++pos_;
+      std::string text = expression(1);
+      skip_space(true);
+      if (peek() != ')') fail("expected ')' closing print(", pos_);
+      ++pos_;
+      notes_.push_back(std::move(text));
+      end_of_statement("print(...)");
+      return;
+    }
+    static const char* kKeywords[] = {"import", "from", "def", "class", "if", "for", "while", "with", "return", "exec", "eval"};
     for (const char* k : kKeywords)
       if (target == k) fail("'" + target + "' statements are not supported (only string assignments; the file is never executed)", at);
-    skip_space(false);
-    if (peek() != '=' || peek(1) == '=') fail("expected '=' after '" + target + "'", pos_);
+    bool append = false;
+    if (peek() == '+' && peek(1) == '=') {
+      append = true;
+      ++pos_;
+    }
+    if (peek() != '=' || peek(1) == '=') fail("expected '=' or '+=' after '" + target + "'", pos_);
     ++pos_;
     skip_space(false);
     std::string value = expression(0);
+    if (append) {
+      auto it = vars_.find(target);
+      if (it == vars_.end()) fail("'" + target + " +=' before '" + target + "' is assigned", at);
+      value = it->second + value;
+    }
+    vars_[target] = std::move(value);
+    end_of_statement("the value of '" + target + "'");
+  }
+
+  void end_of_statement(const std::string& what) {
     skip_space(false);
     if (peek() == ';') { ++pos_; skip_space(false); }
-    if (pos_ < s_.size() && s_[pos_] != '\n' && s_[pos_] != '\r')
-      fail("expected the end of the line after the value of '" + target + "'", pos_);
-    vars_[target] = std::move(value);
+    if (pos_ < s_.size() && s_[pos_] != '\n' && s_[pos_] != '\r') fail("expected the end of the line after " + what, pos_);
   }
 
   // expr := term ('+' term)* ; inside parentheses newlines are free.
@@ -194,7 +220,7 @@ class Parser {
         pos_ += triple ? 3 : 1;
         return out;
       }
-      if (!triple && (c == '\n' || c == '\r')) fail("end of line inside a one-line string literal", pos_);
+      if (!triple && (c == '\n' || c == '\r')) fail("string literal not closed before the end of its line", at);
       if (c == '\\') {
         if (raw) {
           // A raw string keeps the backslash and the next character (even a quote).
@@ -284,6 +310,7 @@ class Parser {
   std::string name_;
   size_t pos_ = 0;
   std::map<std::string, std::string> vars_;
+  std::vector<std::string> notes_;
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 namespace corvid::chat {
 
 std::shared_ptr<PromptTemplate> make_prompt_template(const PluginRegistry& registry, const std::string& name,
-                                                     TemplateOptions options) {
+                                                     TemplateOptions options, std::vector<std::string>* notes) {
   auto it = options.find("prompt_file");
   if (it != options.end()) {
     ChatPromptFile f = read_chat_prompt_file(it->second);
@@ -18,6 +18,7 @@ std::shared_ptr<PromptTemplate> make_prompt_template(const PluginRegistry& regis
     options["bot"] = f.bot;
     options["interface"] = f.interface;
     options["init_prompt"] = f.init_prompt;  // {user}/{bot} already substituted by the f-string
+    if (notes) notes->insert(notes->end(), f.notes.begin(), f.notes.end());
   }
   return registry.create_prompt_template(name, options);
 }

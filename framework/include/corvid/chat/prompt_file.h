@@ -10,17 +10,20 @@
 //     ...'''
 //
 // The reader accepts exactly the subset such files use: assignments `name = expr`
-// where expr is string literals (', ", ''', """, with r/f/u prefixes, escapes,
+// (or `name += expr`) where expr is string literals (', ", ''', """, with r/f/u prefixes, escapes,
 // backslash-newline continuations inside strings, implicit concatenation of
 // adjacent literals), names assigned earlier, `+` and parentheses; f-strings with
 // `{name}` fields referring to earlier assignments and `{{`/`}}`; comments;
-// backslash line continuations; `#` comments. Anything else (calls, imports,
-// format specs) is an error naming the file, line and column. Nothing is executed.
+// backslash line continuations; `#` comments; `print("...")` lines, whose text
+// is kept as a note (English-3.py prints a warning). Anything else (other calls,
+// imports, format specs) is an error naming the file, line and column. Nothing
+// is executed.
 #pragma once
 
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace corvid::chat {
 
@@ -29,6 +32,7 @@ struct ChatPromptFile {
   std::string user, bot, interface;
   std::string init_prompt;  // as the file defines it, before ChatRWKV's normalisation
   std::map<std::string, std::string> variables;  // every string assigned, in case a template wants more
+  std::vector<std::string> notes;                // texts of print("...") lines, in order
 };
 
 // Parses source text; `name` is used in errors ("name:LINE:COL: ...").

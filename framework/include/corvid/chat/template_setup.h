@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "corvid/plugins/registry.h"
 #include "corvid/sdk/prompt_template.h"
@@ -12,7 +13,8 @@
 namespace corvid::chat {
 
 // Throws corvid::Error (unknown template, bad prompt file, option conflict).
+// `notes` (optional) receives the texts of the prompt file's print("...") lines.
 std::shared_ptr<PromptTemplate> make_prompt_template(const PluginRegistry& registry, const std::string& name,
-                                                     TemplateOptions options);
+                                                     TemplateOptions options, std::vector<std::string>* notes = nullptr);
 
 }  // namespace corvid::chat
