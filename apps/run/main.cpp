@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
     if (input.empty()) throw Error("no input: give --tokens IDS or --prompt TEXT");
 
     State st = eng->new_state();
-    std::vector<float> logits(size_t(V));
+    std::vector<float> logits(static_cast<size_t>(V));
     if (!dump.empty()) {
       std::vector<float> all(input.size() * size_t(V));
       if (stepwise) eng->forward_stepwise(input, st, all.data());

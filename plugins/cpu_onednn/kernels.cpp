@@ -1,0 +1,304 @@
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "corvid/sdk/dtype.h"
+#include "corvid/sdk/error.h"
+
+namespace corvid::cpu {
+
+Isa detect_isa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    // AVX512_BF16 has no __builtin_cpu_supports name in GCC 12: ask CPUID leaf 7.1 EAX bit 5.
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
+    return (a & (1u << 5)) ? Isa::Avx512Bf16 : Isa::Avx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+  return Isa::Scalar;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "AVX2";
+    case Isa::Avx512: return "AVX-512";
+    case Isa::Avx512Bf16: return "AVX-512 BF16";
+  }
+  return "?";
+}
+
+size_t Matrix::weight_bytes() const {
+  size_t n = size_t(rows) * size_t(cols);
+  switch (kind) {
+    case Kind::F32: return n * 4;
+    case Kind::BF16: return n * 2;
+    case Kind::U8: return n + size_t(rows + cols) * 8;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Dot products. Each has a scalar reference; the SIMD variants process the
+// tail (n not a multiple of the vector width) with masks or a scalar loop.
+
+namespace {
+
+float dot_f32_scalar(const float* a, const float* b, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float dot_bf16_scalar(const uint16_t* w, const float* x, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
+  return s;
+}
+
+float dot_u8_scalar(const uint8_t* q, const float* xs, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += float(q[i]) * xs[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* a, const float* b, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float dot_bf16_avx2(const uint16_t* w, const float* x, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
+    __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w16)), 16));
+    __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w16, 1)), 16));
+    s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
+    s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), s1);
+  }
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float dot_u8_avx2(const uint8_t* q, const float* xs, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+    __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+    s0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(xs + i), s0);
+    s1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xs + i + 8), s1);
+  }
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += float(q[i]) * xs[i];
+  return s;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_f32_avx512(const float* a, const float* b, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  if (i < n) {
+    __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_bf16_avx512(const uint16_t* w, const float* x, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512i w32 = _mm512_loadu_si512(w + i);
+    __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(w32)), 16));
+    __m512 w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(w32, 1)), 16));
+    s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), s0);
+    s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), s1);
+  }
+  for (; i + 16 <= n; i += 16) {
+    __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
+    s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w16), 16)), _mm512_loadu_ps(x + i), s0);
+  }
+  if (i < n) {
+    __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    __m256i w16 = _mm256_maskz_loadu_epi16(m, w + i);
+    s1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w16), 16)),
+                         _mm512_maskz_loadu_ps(m, x + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+// vdpbf16ps: pairs of bf16 products accumulated in fp32. x is bf16-exact in a
+// bf16 stage, so the products equal the fp32 ones; only the summation order
+// differs from the fp32 path.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) float dot_bf16_avx512bf16(const uint16_t* w,
+                                                                                          const uint16_t* xb, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xb + i));
+    s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(xb + i + 32));
+  }
+  for (; i + 32 <= n; i += 32)
+    s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xb + i));
+  if (i < n) {
+    __mmask32 m = __mmask32((n - i) >= 32 ? 0xffffffffu : ((1u << (n - i)) - 1));
+    s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16(m, w + i), (__m512bh)_mm512_maskz_loadu_epi16(m, xb + i));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_u8_avx512(const uint8_t* q, const float* xs, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m512i b = _mm512_loadu_si512(q + i);
+    s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(b))), _mm512_loadu_ps(xs + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(b, 1))), _mm512_loadu_ps(xs + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(b, 2))), _mm512_loadu_ps(xs + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(b, 3))), _mm512_loadu_ps(xs + i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)))),
+                         _mm512_loadu_ps(xs + i), s0);
+  if (i < n) {
+    __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, q + i))),
+                         _mm512_maskz_loadu_ps(m, xs + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+}  // namespace
+
+float dot_f32(Isa isa, const float* a, const float* b, int n) {
+  switch (isa) {
+    case Isa::Avx512Bf16:
+    case Isa::Avx512: return dot_f32_avx512(a, b, n);
+    case Isa::Avx2: return dot_f32_avx2(a, b, n);
+    default: return dot_f32_scalar(a, b, n);
+  }
+}
+
+float dot_bf16(Isa isa, const uint16_t* w, const float* x, const uint16_t* xb, int n) {
+  switch (isa) {
+    case Isa::Avx512Bf16: return dot_bf16_avx512bf16(w, xb, n);
+    case Isa::Avx512: return dot_bf16_avx512(w, x, n);
+    case Isa::Avx2: return dot_bf16_avx2(w, x, n);
+    default: return dot_bf16_scalar(w, x, n);
+  }
+}
+
+float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n) {
+  switch (isa) {
+    case Isa::Avx512Bf16:
+    case Isa::Avx512: return dot_u8_avx512(q, xs, n);
+    case Isa::Avx2: return dot_u8_avx2(q, xs, n);
+    default: return dot_u8_scalar(q, xs, n);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, int threads) {
+  const int R = W.rows, K = W.cols;
+  switch (W.kind) {
+    case Matrix::Kind::F32: {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int j = 0; j < R; ++j) y[j] = dot_f32(isa, W.f32 + size_t(j) * K, x, K);
+      break;
+    }
+    case Matrix::Kind::BF16: {
+      if (isa == Isa::Avx512Bf16)
+        for (int i = 0; i < K; ++i) s.xb[i] = f32_to_bf16(x[i]);
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int j = 0; j < R; ++j) y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, x, s.xb, K);
+      break;
+    }
+    case Matrix::Kind::U8: {
+      // y[j] = rx[j] * sum_i (x[i] ry[i]) (q[j][i] + 0.5) + sum_i x[i] my[i] + mx[j] sum_i x[i]
+      // (rwkv-reference §2.6, "for fast kernels"): one pass over the codes.
+      double sx = 0, sxs = 0, sxmy = 0;
+      for (int i = 0; i < K; ++i) {
+        s.xs[i] = x[i] * W.ry[i];
+        sx += x[i];
+        sxs += s.xs[i];
+        sxmy += double(x[i]) * W.my[i];
+      }
+      const float half = float(0.5 * sxs), fsx = float(sx), fsxmy = float(sxmy);
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int j = 0; j < R; ++j)
+        y[j] = W.rx[j] * (dot_u8(isa, W.q + size_t(j) * K, s.xs, K) + half) + fsxmy + W.mx[j] * fsx;
+      break;
+    }
+  }
+}
+
+void dequant_row_u8(const Matrix& W, int j, float* out) {
+  const uint8_t* q = W.q + size_t(j) * W.cols;
+  const float rx = W.rx[j], mx = W.mx[j];
+  for (int i = 0; i < W.cols; ++i) out[i] = ((float(q[i]) + 0.5f) * W.ry[i]) * rx + W.my[i] + mx;
+}
+
+void gemm(const Matrix& W, const float* X, int T, float* Y, float* tile, int threads) {
+  const int R = W.rows, K = W.cols;
+  omp_set_num_threads(threads);  // oneDNN (OpenMP runtime) and our loops share the OpenMP pool
+  if (W.kind == Matrix::Kind::F32) {
+    // Y[T][R] = X[T][K] * W[R][K]^T
+    if (dnnl_sgemm('N', 'T', T, R, K, 1.f, X, K, W.f32, K, 0.f, Y, R) != dnnl_success)
+      throw Error("cpu_onednn: dnnl_sgemm failed");
+    return;
+  }
+  for (int j0 = 0; j0 < R; j0 += kTileRows) {
+    const int n = std::min(kTileRows, R - j0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int j = 0; j < n; ++j) {
+      float* dst = tile + size_t(j) * K;
+      if (W.kind == Matrix::Kind::BF16) {
+        const uint16_t* src = W.bf16 + size_t(j0 + j) * K;
+        for (int i = 0; i < K; ++i) dst[i] = bf16_to_f32(src[i]);
+      } else {
+        dequant_row_u8(W, j0 + j, dst);
+      }
+    }
+    if (dnnl_sgemm('N', 'T', T, n, K, 1.f, X, K, tile, K, 0.f, Y + j0, R) != dnnl_success)
+      throw Error("cpu_onednn: dnnl_sgemm failed");
+  }
+}
+
+}  // namespace corvid::cpu

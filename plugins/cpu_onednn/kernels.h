@@ -1,0 +1,63 @@
+// Matrix kernels of the CPU backend.
+//
+// Weights are stored (out, in) row-major: output j is the dot product of row j
+// with x, so one token streams every weight byte exactly once, rows split across
+// threads. Three weight types: fp32, bf16 and the reference's uint8 scheme
+// (rwkv-reference §2.6) with per-input (my, ry) and per-output (mx, rx) vectors.
+//
+// Decode (one row of x) uses the GEMV kernels below, in AVX-512, AVX2 and
+// scalar variants chosen once at run time from CPUID. Prefill (T > 1 rows)
+// turns each product into a GEMM on oneDNN (dnnl_sgemm); bf16 and int8
+// weights are widened to fp32 one tile of rows at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace corvid::cpu {
+
+enum class Isa { Scalar, Avx2, Avx512, Avx512Bf16 };
+Isa detect_isa();
+const char* isa_name(Isa isa);
+
+// A prepared matrix: rows = out, cols = in.
+struct Matrix {
+  int rows = 0, cols = 0;
+  enum class Kind { F32, BF16, U8 } kind = Kind::F32;
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+  const uint8_t* q = nullptr;
+  // int8 side vectors (already divided by 16 where the reference does):
+  const float* mx = nullptr;  // [rows] per output
+  const float* rx = nullptr;  // [rows] per output
+  const float* my = nullptr;  // [cols] per input
+  const float* ry = nullptr;  // [cols] per input
+
+  size_t weight_bytes() const;
+};
+
+// Scratch a product needs, owned by the caller (no allocation per token).
+struct GemvScratch {
+  float* xs = nullptr;     // [cols] x*ry for int8
+  uint16_t* xb = nullptr;  // [cols] x as bf16 for the BF16 dot instruction
+};
+
+// y[j] = sum_i x[i] * W[j][i], j in [0, rows). threads >= 1.
+void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, int threads);
+
+// Y[t][j] = sum_i X[t][i] * W[j][i] for t < T. `tile` is scratch of
+// tile_rows * cols floats for widening bf16/int8 weights.
+constexpr int kTileRows = 128;
+void gemm(const Matrix& W, const float* X, int T, float* Y, float* tile, int threads);
+
+// Kernel variants, exposed for tests and micro-benchmarks.
+float dot_f32(Isa isa, const float* a, const float* b, int n);
+float dot_bf16(Isa isa, const uint16_t* w, const float* x, const uint16_t* xb, int n);
+float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n);
+
+// Row j of W widened to fp32 as the reference's int8 fallback computes it:
+// ((q + 0.5) * ry) * rx + my + mx, each step in fp32.
+void dequant_row_u8(const Matrix& W, int j, float* out);
+
+}  // namespace corvid::cpu

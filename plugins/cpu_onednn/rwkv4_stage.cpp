@@ -1,0 +1,327 @@
+// The RWKV-4 forward pass on the CPU, written next to its equations
+// (rwkv-reference §4.0-4.2). Activations are fp32 arrays; in a bf16 stage
+// every value the reference holds in bf16 is rounded to bf16 at the same
+// points (`A(...)` below), so the two agree to bf16 rounding of accumulations.
+#include "rwkv4_stage.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "corvid/sdk/error.h"
+
+namespace corvid::cpu {
+
+std::string tensor_name(int block, const char* what) { return "blocks." + std::to_string(block) + "." + what; }
+
+// ---------------------------------------------------------------------------
+// State
+
+Rwkv4State::Rwkv4State(int n_blocks, int C_, int A_)
+    : C(C_), A(A_), per_block_(size_t(2 * C_ + 3 * A_)), data_(per_block_ * size_t(n_blocks)) {
+  reset();
+}
+
+void Rwkv4State::reset() {
+  const size_t n = data_.size() / (per_block_ ? per_block_ : 1);
+  for (size_t i = 0; i < n; ++i) {
+    float* b = data_.data() + i * per_block_;
+    std::fill(b, b + per_block_, 0.f);
+    std::fill(b + C + 2 * A, b + C + 3 * A, -1e30f);  // p starts at -1e30 (§4.1)
+  }
+}
+
+void Rwkv4State::copy_from(const StageState& o) {
+  const auto* s = dynamic_cast<const Rwkv4State*>(&o);
+  if (!s || s->data_.size() != data_.size()) throw Error("cpu_onednn: state belongs to another stage");
+  std::memcpy(data_.data(), s->data_.data(), data_.size() * sizeof(float));
+}
+
+void Rwkv4State::serialize(float* dst) const { std::memcpy(dst, data_.data(), data_.size() * sizeof(float)); }
+void Rwkv4State::deserialize(const float* src) { std::memcpy(data_.data(), src, data_.size() * sizeof(float)); }
+
+// ---------------------------------------------------------------------------
+// Loading
+
+namespace {
+
+const float* vec(const WeightSource& w, const std::string& name, int n) {
+  const TensorView& t = w.require(name);
+  if (t.dtype != DType::F32 || t.numel() != n)
+    throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong type or size");
+  return t.as<float>();
+}
+
+Matrix matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  const TensorView& t = w.require(name);
+  if (t.numel() != int64_t(rows) * cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong size");
+  if (p.quantized()) {
+    if (t.dtype != DType::U8) throw Error(w.origin() + ": prepared tensor '" + name + "' is not U8");
+    m.kind = Matrix::Kind::U8;
+    m.q = t.as<uint8_t>();
+    m.mx = vec(w, name + ".mx", rows);
+    m.rx = vec(w, name + ".rx", rows);
+    m.my = vec(w, name + ".my", cols);
+    m.ry = vec(w, name + ".ry", cols);
+  } else if (p.wtype == DType::BF16) {
+    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
+    m.kind = Matrix::Kind::BF16;
+    m.bf16 = t.as<uint16_t>();
+  } else {
+    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
+    m.kind = Matrix::Kind::F32;
+    m.f32 = t.as<float>();
+  }
+  return m;
+}
+
+float round_act(bool bf16, float v) { return bf16 ? bf16_to_f32(f32_to_bf16(v)) : v; }
+
+int default_threads() {
+  // Physical cores: count distinct (package, core) pairs; SMT siblings share one.
+  int n = 0;
+  std::vector<std::string> seen;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    FILE* f = std::fopen((base + "core_id").c_str(), "r");
+    if (!f) break;
+    int core = -1, pkg = -1;
+    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
+    std::fclose(f);
+    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
+      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
+      std::fclose(g);
+    }
+    std::string key = std::to_string(pkg) + ":" + std::to_string(core);
+    if (std::find(seen.begin(), seen.end(), key) == seen.end()) seen.push_back(key);
+  }
+  n = int(seen.size());
+  if (n <= 0) n = int(std::thread::hardware_concurrency());
+  return std::max(1, n);
+}
+
+}  // namespace
+
+Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& w)
+    : spec_(spec), hp_(hp), isa_(detect_isa()) {
+  threads_ = spec.threads > 0 ? spec.threads : default_threads();
+  bf16_act_ = spec.precision.atype == DType::BF16;
+  const int C = hp.n_embd, A = hp.n_att, F = hp.n_ffn;
+  const Precision p = spec.precision;
+  auto mix = [&](const std::string& n, std::vector<float>& mu, std::vector<float>& one_minus) {
+    const float* m = vec(w, n, C);
+    mu.assign(m, m + C);
+    one_minus.resize(C);
+    for (int i = 0; i < C; ++i) one_minus[i] = round_act(bf16_act_, 1.f - mu[i]);  // (1 - mu) in the atype
+  };
+  for (int l = spec.first_block; l < spec.end_block; ++l) {
+    Rwkv4Block b;
+    b.ln1_w = vec(w, tensor_name(l, "ln1.weight"), C);
+    b.ln1_b = vec(w, tensor_name(l, "ln1.bias"), C);
+    b.ln2_w = vec(w, tensor_name(l, "ln2.weight"), C);
+    b.ln2_b = vec(w, tensor_name(l, "ln2.bias"), C);
+    mix(tensor_name(l, "att.time_mix_k"), b.att_mk, b.att_1mk);
+    mix(tensor_name(l, "att.time_mix_v"), b.att_mv, b.att_1mv);
+    mix(tensor_name(l, "att.time_mix_r"), b.att_mr, b.att_1mr);
+    mix(tensor_name(l, "ffn.time_mix_k"), b.ffn_mk, b.ffn_1mk);
+    mix(tensor_name(l, "ffn.time_mix_r"), b.ffn_mr, b.ffn_1mr);
+    b.decay = vec(w, tensor_name(l, "att.time_decay"), A);
+    b.first = vec(w, tensor_name(l, "att.time_first"), A);
+    b.att_k = matrix(w, tensor_name(l, "att.key.weight"), A, C, p);
+    b.att_v = matrix(w, tensor_name(l, "att.value.weight"), A, C, p);
+    b.att_r = matrix(w, tensor_name(l, "att.receptance.weight"), A, C, p);
+    b.att_o = matrix(w, tensor_name(l, "att.output.weight"), C, A, p);
+    b.ffn_k = matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
+    b.ffn_v = matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
+    b.ffn_r = matrix(w, tensor_name(l, "ffn.receptance.weight"), C, C, p);
+    blocks_.push_back(std::move(b));
+  }
+  if (spec.has_head) {
+    lnout_w_ = vec(w, "ln_out.weight", C);
+    lnout_b_ = vec(w, "ln_out.bias", C);
+    head_ = matrix(w, "head.weight", hp.n_vocab, C, p);
+  }
+  const size_t Tm = size_t(std::max(1, spec.chunk_len));
+  const size_t W = size_t(std::max({C, A, F}));
+  for (auto* b : {&xx_, &kx_, &vx_, &rx_, &r_, &k_, &v_, &wkv_, &tmp_}) b->assign(Tm * W, 0.f);
+  ffk_.assign(Tm * size_t(F), 0.f);
+  size_t widest = size_t(std::max({C, A, F}));
+  tile_.assign(size_t(kTileRows) * widest, 0.f);
+  xs_.assign(widest, 0.f);
+  xb_.assign(widest + 64, 0);
+}
+
+std::unique_ptr<StageState> Rwkv4Stage::new_state() const {
+  return std::make_unique<Rwkv4State>(spec_.n_blocks(), hp_.n_embd, hp_.n_att);
+}
+
+uint64_t Rwkv4Stage::resident_weight_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : blocks_)
+    for (const Matrix* m : {&b.att_k, &b.att_v, &b.att_r, &b.att_o, &b.ffn_k, &b.ffn_v, &b.ffn_r}) n += m->weight_bytes();
+  if (spec_.has_head) n += head_.weight_bytes();
+  return n;
+}
+
+std::string Rwkv4Stage::describe() const {
+  return std::string("cpu_onednn RWKV-4 ") + precision_name(spec_.precision) + ", " + isa_name(isa_) + " kernels, " +
+         std::to_string(threads_) + " thread(s), blocks " + std::to_string(spec_.first_block) + "-" +
+         std::to_string(spec_.end_block - 1) + (spec_.has_head ? " + head" : "");
+}
+
+// Y[T][rows] = X[T][cols] W^T: GEMV for one row, oneDNN GEMM for a chunk.
+void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
+  if (T == 1) {
+    GemvScratch s{xs_.data(), xb_.data()};
+    gemv(isa_, W, X, Y, s, threads_);
+  } else {
+    gemm(W, X, T, Y, tile_.data(), threads_);
+  }
+}
+
+namespace {
+
+// LayerNorm over C, eps 1e-5, biased variance; moments in double (§4.0).
+template <bool BF16>
+void layer_norm(const float* x, const float* w, const float* b, float* y, int C) {
+  double mean = 0, var = 0;
+  for (int i = 0; i < C; ++i) mean += x[i];
+  mean /= C;
+  for (int i = 0; i < C; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= C;
+  const double rstd = 1.0 / std::sqrt(var + 1e-5);
+  for (int i = 0; i < C; ++i) y[i] = round_act(BF16, float((x[i] - mean) * rstd * w[i] + b[i]));
+}
+
+template <bool BF16>
+inline float A(float v) { return round_act(BF16, v); }
+
+inline float sigmoid(float v) { return float(1.0 / (1.0 + std::exp(-double(v)))); }
+
+// Token shift: row t mixes with row t-1, row 0 with the stage state.
+//   x_k = x̂⊙μ + ŝ⊙(1−μ)   (each product and the sum in the atype)
+template <bool BF16>
+void token_mix(const float* xx, const float* shift, const float* mu, const float* one_minus_mu, float* out, int T, int C) {
+  for (int t = 0; t < T; ++t) {
+    const float* s = t == 0 ? shift : xx + size_t(t - 1) * C;
+    const float* cur = xx + size_t(t) * C;
+    float* o = out + size_t(t) * C;
+    for (int i = 0; i < C; ++i) o[i] = A<BF16>(A<BF16>(cur[i] * mu[i]) + A<BF16>(s[i] * one_minus_mu[i]));
+  }
+}
+
+}  // namespace
+
+void Rwkv4Stage::forward(float* x, int T, StageState& state, const ForwardOptions& opts) {
+  auto* st = dynamic_cast<Rwkv4State*>(&state);
+  if (!st) throw Error("cpu_onednn: state belongs to another backend");
+  if (T < 1 || T > std::max(1, spec_.chunk_len)) throw Error("cpu_onednn: chunk of " + std::to_string(T) + " rows exceeds chunk_len");
+  if (bf16_act_) run<true>(x, T, *st, opts);
+  else run<false>(x, T, *st, opts);
+}
+
+template <bool BF16>
+void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts) {
+  const int C = hp_.n_embd, Aa = hp_.n_att, F = hp_.n_ffn;
+  const int R = hp_.rescale_layer;
+  // A kernel whose output the reference keeps in fp32 (k, v of TimeMix) is
+  // rounded to the atype only when the reference's matmul returns the atype
+  // first: bf16 does, fp32/fp32i8 are fp32 already.
+  if (BF16)
+    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i]);  // x.to(atype) entering the stage
+
+  for (size_t bi = 0; bi < blocks_.size(); ++bi) {
+    const Rwkv4Block& b = blocks_[bi];
+    const int layer = spec_.first_block + int(bi);
+    float* s = st.block(int(bi));
+    float* att_shift = s;
+    float* aa = s + C;
+    float* bb = s + C + Aa;
+    float* pp = s + C + 2 * Aa;
+    float* ffn_shift = s + C + 3 * Aa;
+
+    // ---- TimeMix (§4.1) ----------------------------------------------------
+    // x̂ = LN1(x)
+    for (int t = 0; t < T; ++t) layer_norm<BF16>(x + size_t(t) * C, b.ln1_w, b.ln1_b, xx_.data() + size_t(t) * C, C);
+    // x_k, x_v, x_r: token shift mixes with ŝ_att
+    token_mix<BF16>(xx_.data(), att_shift, b.att_mk.data(), b.att_1mk.data(), kx_.data(), T, C);
+    token_mix<BF16>(xx_.data(), att_shift, b.att_mv.data(), b.att_1mv.data(), vx_.data(), T, C);
+    token_mix<BF16>(xx_.data(), att_shift, b.att_mr.data(), b.att_1mr.data(), rx_.data(), T, C);
+    std::memcpy(att_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);  // ŝ ← x̂ (last row)
+    // r = σ(x_r W_r);  k = x_k W_k;  v = x_v W_v
+    matmul(b.att_r, rx_.data(), T, r_.data());
+    matmul(b.att_k, kx_.data(), T, k_.data());
+    matmul(b.att_v, vx_.data(), T, v_.data());
+    for (size_t i = 0; i < size_t(T) * Aa; ++i) {
+      r_[i] = A<BF16>(sigmoid(A<BF16>(r_[i])));
+      k_[i] = A<BF16>(k_[i]);
+      v_[i] = A<BF16>(v_[i]);
+    }
+    // WKV with the max trick, in fp32, token by token:
+    //   q = max(p, u+k);  wkv = (e^{p-q} a + e^{u+k-q} v) / (e^{p-q} b + e^{u+k-q})
+    //   q' = max(p+w, k); a ← e^{p+w-q'} a + e^{k-q'} v;  b ← e^{p+w-q'} b + e^{k-q'};  p ← q'
+    for (int t = 0; t < T; ++t) {
+      const float* kt = k_.data() + size_t(t) * Aa;
+      const float* vt = v_.data() + size_t(t) * Aa;
+      float* out = wkv_.data() + size_t(t) * Aa;
+      const float* rt = r_.data() + size_t(t) * Aa;
+      for (int i = 0; i < Aa; ++i) {
+        const float ww = b.first[i] + kt[i];
+        const float q = std::max(pp[i], ww);
+        const float e1 = std::exp(pp[i] - q), e2 = std::exp(ww - q);
+        const float wkv = A<BF16>((e1 * aa[i] + e2 * vt[i]) / (e1 * bb[i] + e2));
+        const float w2 = b.decay[i] + pp[i];
+        const float q2 = std::max(w2, kt[i]);
+        const float f1 = std::exp(w2 - q2), f2 = std::exp(kt[i] - q2);
+        aa[i] = f1 * aa[i] + f2 * vt[i];
+        bb[i] = f1 * bb[i] + f2;
+        pp[i] = q2;
+        out[i] = A<BF16>(rt[i] * wkv);  // r ⊙ wkv, in the atype
+      }
+    }
+    // x ← x + (r ⊙ wkv) W_o
+    matmul(b.att_o, wkv_.data(), T, tmp_.data());
+    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] + A<BF16>(tmp_[i]));
+
+    // ---- ChannelMix (§4.2) -------------------------------------------------
+    for (int t = 0; t < T; ++t) layer_norm<BF16>(x + size_t(t) * C, b.ln2_w, b.ln2_b, xx_.data() + size_t(t) * C, C);
+    token_mix<BF16>(xx_.data(), ffn_shift, b.ffn_mk.data(), b.ffn_1mk.data(), kx_.data(), T, C);
+    token_mix<BF16>(xx_.data(), ffn_shift, b.ffn_mr.data(), b.ffn_1mr.data(), rx_.data(), T, C);
+    std::memcpy(ffn_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);
+    // r = σ(x_r W_r);  h = max(x_k W_k, 0)²;  x ← x + r ⊙ (h W_v)
+    matmul(b.ffn_r, rx_.data(), T, r_.data());
+    matmul(b.ffn_k, kx_.data(), T, ffk_.data());
+    for (size_t i = 0; i < size_t(T) * C; ++i) r_[i] = A<BF16>(sigmoid(A<BF16>(r_[i])));
+    for (size_t i = 0; i < size_t(T) * F; ++i) {
+      const float h = std::max(A<BF16>(ffk_[i]), 0.f);
+      ffk_[i] = A<BF16>(h * h);
+    }
+    matmul(b.ffn_v, ffk_.data(), T, tmp_.data());
+    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] + A<BF16>(r_[i] * A<BF16>(tmp_[i])));
+
+    // RESCALE_LAYER (§2.2): the weights of later blocks were pre-divided.
+    if (R > 0 && (layer + 1) % R == 0)
+      for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] * 0.5f);
+  }
+
+  // ---- Head: logits = LN_out(x) W_head, only when asked for ---------------
+  if (spec_.has_head && opts.logits) {
+    const int V = hp_.n_vocab;
+    const int first = opts.all_logits ? 0 : T - 1;
+    const int rows = T - first;
+    for (int t = 0; t < rows; ++t)
+      layer_norm<BF16>(x + size_t(first + t) * C, lnout_w_, lnout_b_, xx_.data() + size_t(t) * C, C);
+    matmul(head_, xx_.data(), rows, opts.logits);
+    if (BF16)
+      for (size_t i = 0; i < size_t(rows) * V; ++i) opts.logits[i] = A<BF16>(opts.logits[i]);
+  }
+}
+
+template void Rwkv4Stage::run<true>(float*, int, Rwkv4State&, const ForwardOptions&);
+template void Rwkv4Stage::run<false>(float*, int, Rwkv4State&, const ForwardOptions&);
+
+}  // namespace corvid::cpu
