@@ -175,6 +175,21 @@ int main(int argc, char** argv) {
   add("ln_out.weight", {kEmbd}, ones);
   add("ln_out.bias", {kEmbd}, zeros);
   add("head.weight", {n_vocab, kEmbd}, [&](int64_t) { return g.sym(2.0f * w_in); });
+  // Shape the noise so the demo prints word salad rather than stalling: rows of
+  // lone bytes >= 0x80 (never valid UTF-8 on their own) and control bytes are
+  // zeroed, other single bytes damped, "\n" boosted so replies end, and
+  // end-of-text (id 0) zeroed. Scaling by powers of two keeps this exact.
+  {
+    Tensor& head = ts.back();
+    for (int id = 0; id <= 256; ++id) {
+      const int byte = id - 1;
+      float scale = id == 0 ? 0.0f
+                    : byte == '\n' ? 4.0f
+                    : (byte < 0x20 || byte >= 0x7F) ? 0.0f
+                                                    : 0.5f;
+      for (int c = 0; c < kEmbd; ++c) head.data[size_t(id) * kEmbd + size_t(c)] *= scale;
+    }
+  }
 
   // ---- safetensors: u64 header length, JSON header (offsets in file order), data
   std::string header = "{\"__metadata__\":{\"corvid.demo\":\"untrained RWKV-4 demo model; replies are noise\"}";
