@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -67,6 +68,10 @@ int main(int argc, char** argv) {
   po::options_description desc("corvid-tokenize options");
   std::string path, kind;
   std::vector<std::string> plugin_dirs;
+  // Declared outside the try block: an exception thrown inside a plugin must be
+  // printed while the plugin library (which holds its code) is still loaded.
+  std::unique_ptr<PluginRegistry> registry;
+  std::shared_ptr<Tokenizer> tok;
   // clang-format off
   desc.add_options()
     ("help,h", "show this help")
@@ -92,8 +97,8 @@ int main(int argc, char** argv) {
     if (!kind.empty() && kind != "hf_bpe" && kind != "rwkv_world")
       throw Error("--kind must be hf_bpe or rwkv_world, got '" + kind + "'");
 
-    PluginRegistry registry(plugin_dirs);
-    auto tok = load_tokenizer(registry, path, kind);
+    registry = std::make_unique<PluginRegistry>(plugin_dirs);
+    tok = load_tokenizer(*registry, path, kind);
     std::ios::sync_with_stdio(false);
 
     if (vm.count("decode")) {

@@ -381,9 +381,14 @@ HfBpeTokenizer* HfBpeTokenizer::from_json_text(const std::string& text, const st
       L.fail({"model", "vocab", key}, "vocab entry \"" + key + "\" needs a non-negative integer id, got " + Loader::show(val));
     int32_t id = static_cast<int32_t>(val.get<uint64_t>());
     auto [it, inserted] = id_owner.emplace(id, key);
-    if (!inserted)
-      L.fail({"model", "vocab", key}, "duplicate id " + std::to_string(id) + " in vocab (\"" + it->second +
-                                          "\" and \"" + key + "\")");
+    if (!inserted) {
+      // Report at whichever of the two entries comes later in the file.
+      size_t l1 = json_line_of(text, {"model", "vocab", it->second}), l2 = json_line_of(text, {"model", "vocab", key});
+      const std::string& first = l1 <= l2 ? it->second : key;
+      const std::string& second = l1 <= l2 ? key : it->second;
+      L.fail({"model", "vocab", second}, "duplicate id " + std::to_string(id) + " in vocab: \"" + second +
+                                             "\" and \"" + first + "\" (line " + std::to_string(std::min(l1, l2)) + ")");
+    }
     vocab.emplace(key, id);
     max_id = std::max<int64_t>(max_id, id);
   }
