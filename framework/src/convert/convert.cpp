@@ -194,12 +194,14 @@ ConvertResult convert_checkpoint(const ConvertOptions& opts) {
   // Header space reserved up front (the header is written last): about 256
   // bytes per tensor, generously counted, so the data never has to be moved.
   const uint64_t reserve = SafetensorsWriter::kDefaultHeaderReserve + uint64_t(hp.n_layer + 1) * 64 * 256;
-  SafetensorsWriter writer(opts.out_path, reserve);  // temporary file in the target folder
-  if (opts.temp_file_changed) opts.temp_file_changed(writer.temp_path());
+  // Declared before the writer so it runs after the writer has removed (or
+  // renamed) its temporary file.
   struct TempReport {
     const ConvertOptions& o;
     ~TempReport() { if (o.temp_file_changed) o.temp_file_changed(""); }
   } temp_report{opts};
+  SafetensorsWriter writer(opts.out_path, reserve);  // temporary file in the target folder
+  if (opts.temp_file_changed) opts.temp_file_changed(writer.temp_path());
   StageSink sink(writer, opts, total, opts.out_path);
 
   {
