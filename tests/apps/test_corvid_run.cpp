@@ -69,3 +69,55 @@ TEST(CorvidRun, DeviceWithoutPluginIsAClearError) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no plugin serves"), std::string::npos) << r.err;
 }
+
+// Every hostile checkpoint ends with one line naming the file and exit code 1:
+// no crash, no hang, no huge allocation.
+TEST(CorvidRun, HostileCheckpointsAreRefusedCleanly) {
+  fs::path dir = fs::path(CORVID_TEST_DATA_DIR) / "fixtures/hostile";
+  int n = 0;
+  for (const auto& ent : fs::directory_iterator(dir)) {
+    const std::string ext = ent.path().extension().string();
+    if (ext != ".pth" && ext != ".safetensors" && ext != ".bin" && ext != ".pkl") continue;
+    auto r = run_process({kRun, "--model", ent.path().string(), "--tokens", "1"});
+    SCOPED_TRACE(ent.path().filename().string());
+    EXPECT_EQ(r.signal, 0) << r.err;
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(ent.path().filename().string()), std::string::npos) << r.err;
+    ++n;
+  }
+  EXPECT_GT(n, 20);
+}
+
+// A real RWKV fixture cut short anywhere is an error, never a crash.
+TEST(CorvidRun, TruncatedModelIsRefusedCleanly) {
+  fs::path src = fs::path(CORVID_TEST_DATA_DIR) / "fixtures/models/rwkv4_small_bf16.pth";
+  std::ifstream in(src, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  fs::path tmp = fs::temp_directory_path() / "corvid_truncated_test.pth";
+  for (size_t cut : {size_t(10), bytes.size() / 3, bytes.size() / 2, bytes.size() - 100, bytes.size() - 1}) {
+    { std::ofstream(tmp, std::ios::binary).write(bytes.data(), std::streamsize(cut)); }
+    auto r = run_process({kRun, "--model", tmp.string(), "--tokens", "1"});
+    EXPECT_EQ(r.signal, 0) << cut;
+    EXPECT_EQ(r.exit_code, 1) << cut << ": " << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  }
+  fs::remove(tmp);
+}
+
+// --dump-logits writes float32 [T, V] matching the independent reference.
+TEST(CorvidRun, DumpLogitsMatchesReference) {
+  fs::path m = fs::path(CORVID_TEST_DATA_DIR) / "fixtures/models";
+  fs::path out = fs::temp_directory_path() / "corvid_dump_test.npy";
+  const std::string tokens = "0,63,55,13,33,66,48,32,45,45,34,12,1,37,24,17";  // fixtures.json, rwkv4_tiny_fp32
+  for (const char* mode : {"step", "chunk:5"}) {
+    auto r = run_process({kRun, "--model", (m / "rwkv4_tiny_fp32.pth").string(), "--strategy", "cpu fp32", "--tokens", tokens,
+                          "--dump-logits", out.string(), "--prefill", mode});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    corvid::NpyArray got = corvid::read_npy(out.string());
+    corvid::NpyArray want = corvid::read_npy((m / "expected/rwkv4_tiny_fp32/cpu_fp32/logits_step.npy").string());
+    ASSERT_EQ(got.shape, want.shape);
+    for (size_t i = 0; i < got.data.size(); ++i) ASSERT_NEAR(got.data[i], want.data[i], 1e-4) << mode << " at " << i;
+  }
+  fs::remove(out);
+}
