@@ -34,7 +34,14 @@ std::string detect_tokenizer_kind(const std::string& path) {
 std::shared_ptr<Tokenizer> load_tokenizer(const PluginRegistry& registry, const std::string& path,
                                           const std::string& kind) {
   std::string k = kind.empty() ? detect_tokenizer_kind(path) : kind;
-  return registry.create_tokenizer(k, path);
+  try {
+    return registry.create_tokenizer(k, path);
+  } catch (const std::exception& e) {
+    // The exception object was made by the plugin's code. Copy the message into
+    // an Error owned by libcorvid, so callers can print it even after unwinding
+    // released the last reference to the plugin library.
+    throw Error(e.what());
+  }
 }
 
 }  // namespace corvid
