@@ -8,6 +8,12 @@
 
 #include "corvid/sdk/error.h"
 
+// GCC 12 reports a spurious -Wfree-nonheap-object for the vector-of-vectors
+// trie built in build_trie (a known false positive with inlined std::vector).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#endif
+
 namespace corvid::world {
 namespace {
 

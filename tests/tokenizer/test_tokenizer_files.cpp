@@ -127,8 +127,12 @@ TEST(TokenizerKind, DetectedFromTheFile) {
   } catch (const corvid::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/tok.json"), std::string::npos);
   }
-  if (exists(neox_path())) EXPECT_EQ(corvid::detect_tokenizer_kind(neox_path()), "hf_bpe");
-  if (exists(world_path())) EXPECT_EQ(corvid::detect_tokenizer_kind(world_path()), "rwkv_world");
+  if (exists(neox_path())) {
+    EXPECT_EQ(corvid::detect_tokenizer_kind(neox_path()), "hf_bpe");
+  }
+  if (exists(world_path())) {
+    EXPECT_EQ(corvid::detect_tokenizer_kind(world_path()), "rwkv_world");
+  }
   EXPECT_THROW(corvid::load_tokenizer(registry(), j.path, "no_such_kind"), corvid::Error);
 }
 
