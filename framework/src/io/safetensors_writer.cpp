@@ -113,25 +113,39 @@ void SafetensorsWriter::add(const std::string& name, const TensorView& view) {
 }
 
 std::string SafetensorsWriter::header_json() const {
+  // Built by appending (GCC 12 warns falsely, -Wrestrict, on long operator+ chains).
   std::string j = "{";
   bool first = true;
   if (!metadata_.empty()) {
     j += "\"__metadata__\":{";
     for (auto it = metadata_.begin(); it != metadata_.end(); ++it) {
-      if (it != metadata_.begin()) j += ",";
-      j += json_string(it->first, path_) + ":" + json_string(it->second, path_);
+      if (it != metadata_.begin()) j += ',';
+      j += json_string(it->first, path_);
+      j += ':';
+      j += json_string(it->second, path_);
     }
-    j += "}";
+    j += '}';
     first = false;
   }
   for (const Entry& e : entries_) {
-    if (!first) j += ",";
+    if (!first) j += ',';
     first = false;
-    j += json_string(e.name, path_) + ":{\"dtype\":\"" + dtype_name(e.dtype) + "\",\"shape\":[";
-    for (size_t k = 0; k < e.shape.size(); ++k) j += (k ? "," : "") + std::to_string(e.shape[k]);
-    j += "],\"data_offsets\":[" + std::to_string(e.begin) + "," + std::to_string(e.end) + "]}";
+    j += json_string(e.name, path_);
+    j += ":{\"dtype\":\"";
+    j += dtype_name(e.dtype);
+    j += "\",\"shape\":[";
+    for (size_t k = 0; k < e.shape.size(); ++k) {
+      if (k) j += ',';
+      j += std::to_string(e.shape[k]);
+    }
+    j += "],\"data_offsets\":[";
+    j += std::to_string(e.begin);
+    j += ',';
+    j += std::to_string(e.end);
+    j += "]}";
   }
-  return j + "}";
+  j += '}';
+  return j;
 }
 
 void SafetensorsWriter::commit() {
