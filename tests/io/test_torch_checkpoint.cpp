@@ -104,6 +104,14 @@ TEST(TorchCheckpoint, DeflatedEntriesAreInflatedOnceWithSameValues) {
   EXPECT_EQ(uintptr_t(w->data) % 64, 0u);
 }
 
+TEST(TorchCheckpoint, Zip64CentralDirectoryLikeMultiGigabyteFiles) {
+  // Sizes and offsets only in zip64 extra fields, as in files over 4 GiB.
+  std::string path = fixture("good_zip64.pth");
+  auto ck = Checkpoint::open(path);
+  check_against_expected(*ck);
+  EXPECT_TRUE(mapped_from(ck->find("w32")->data, path));
+}
+
 TEST(TorchCheckpoint, Protocol4PickleGivesTheSameTensors) {
   auto ck = Checkpoint::open(fixture("good_proto4.pth"));
   check_against_expected(*ck);

@@ -65,6 +65,7 @@ void truncations(const std::string& name, size_t step) {
 TEST(TruncationFuzz, PthEvery97thByte) { truncations("good.pth", 97); }
 TEST(TruncationFuzz, DeflatedPthEvery97thByte) { truncations("good_deflated.pth", 97); }
 TEST(TruncationFuzz, Proto4PthEvery97thByte) { truncations("good_proto4.pth", 97); }
+TEST(TruncationFuzz, Zip64PthEvery97thByte) { truncations("good_zip64.pth", 97); }
 TEST(TruncationFuzz, SafetensorsEvery7thByte) { truncations("good.safetensors", 7); }
 
 void corruptions(const std::string& name) {
@@ -85,6 +86,7 @@ void corruptions(const std::string& name) {
 
 TEST(CorruptionFuzz, EveryByteOfPth) { corruptions("good.pth"); }
 TEST(CorruptionFuzz, EveryByteOfDeflatedPth) { corruptions("good_deflated.pth"); }
+TEST(CorruptionFuzz, EveryByteOfZip64Pth) { corruptions("good_zip64.pth"); }
 TEST(CorruptionFuzz, EveryByteOfSafetensors) { corruptions("good.safetensors"); }
 
 }  // namespace
