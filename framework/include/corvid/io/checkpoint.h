@@ -8,6 +8,25 @@
 //   * safetensors: JSON header + data, used in place. Corvid-converted files are
 //     safetensors with `corvid.format` in the metadata.
 // Errors are corvid::Error with one line: "<path>: <what> at <where>, expected <what>".
+//
+// What the views promise (implementation: framework/src/io/):
+//   * Views honour the file's strides and storage offsets (torch views may be
+//     transposed / sliced: check is_contiguous()). Every view's extent
+//     (offset + sum((size-1) x stride) + 1 elements) was checked to lie inside
+//     its storage, and its logical size numel x dtype to be at most the file
+//     size (or the inflated storage size), so consumers may allocate nbytes().
+//   * Alignment: torch.save storages and Corvid-written safetensors are 64-byte
+//     aligned in the file; safetensors from other writers may not be (only the
+//     dtype's natural alignment is then not guaranteed either).
+//   * Tensor dtypes: F32/F16/BF16/U8/I8/I32/I64 (torch Float/Half/BFloat16/Byte/
+//     Char/Int/Long storages). Other dtypes are an error naming the tensor.
+//   * .pth pickles: dict or OrderedDict of name -> tensor (torch's
+//     _rebuild_tensor_v2 / _rebuild_parameter) plus str/int/float/bool/None
+//     values (metadata(), Python str() of the value). Any other global is
+//     refused by name; nested dicts are refused. Nothing is executed.
+//   * safetensors "__pad__.<n>" U8 tensors (alignment filler written by
+//     SafetensorsWriter) are not listed.
+// See also: safetensors_writer.h (writing), zip_archive.h, torch_pickle.h.
 #pragma once
 
 #include <cstdint>
