@@ -4,6 +4,8 @@
 #include "corvid/io/torch_pickle.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -424,17 +426,29 @@ class Unpickler {
   std::unordered_map<uint32_t, VP> memo_;
 };
 
+// Python's repr(float): the shortest round-trip digits, fixed notation for
+// exponents -4..15 (always with a ".0" or fraction), scientific otherwise.
+std::string python_float_repr(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x < 0 ? "-inf" : "inf";
+  char b[64];
+  auto sci = std::to_chars(b, b + sizeof b, x, std::chars_format::scientific);
+  std::string s(b, sci.ptr);
+  int exp = std::atoi(s.c_str() + s.find('e') + 1);
+  if (exp < -4 || exp >= 16) return s;  // "1e-05", "1e+16" as Python writes them
+  auto fix = std::to_chars(b, b + sizeof b, x, std::chars_format::fixed);
+  std::string f(b, fix.ptr);
+  if (f.find('.') == std::string::npos) f += ".0";
+  return f;
+}
+
 std::string scalar_string(const Value& v) {
   switch (v.kind) {
     case Kind::Str: return v.s;
     case Kind::Int: return std::to_string(v.i);
     case Kind::Bool: return v.i ? "True" : "False";
     case Kind::None: return "None";
-    case Kind::Float: {
-      char b[64];
-      auto r = std::to_chars(b, b + sizeof b, v.f);  // shortest round-trip, like Python's repr
-      return std::string(b, r.ptr);
-    }
+    case Kind::Float: return python_float_repr(v.f);
     default: return "";
   }
 }
