@@ -77,6 +77,14 @@ TEST(HostilePth, MissingStorageAndUnsupportedDtype) {
   expect_open_error(fixture("double_dtype.pth"), {"tensor 't'", "torch.DoubleStorage", "unsupported dtype"});
 }
 
+TEST(HostilePth, DeepNestingIsRefusedWithoutRecursion) {
+  expect_open_error(fixture("deep_nesting.pth"), {"entry 'x' is a tuple", "expected a tensor"});
+}
+
+TEST(HostilePth, ControlCharactersInNamesKeepTheErrorOnOneLine) {
+  expect_open_error(fixture("newline_name.pth"), {"tensor 'bad?name'", "needs 80 bytes"});
+}
+
 TEST(HostilePth, DamagedCentralDirectory) {
   expect_open_error(fixture("bad_central_dir.pth"), {"claims 28672 entries", "expected at most"});
   expect_open_error(fixture("bad_central_offset.pth"), {"central directory", "outside the archive"});

@@ -22,6 +22,12 @@ std::string entry_text(const ZipBytes& b, size_t limit = 32) {
   return s;
 }
 
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (c >= 0x20 && c != 0x7f) ? c : '?';
+  return out;
+}
+
 }  // namespace
 
 void load_torch_zip(MappedCheckpoint& ck) {
@@ -59,7 +65,7 @@ void load_torch_zip(MappedCheckpoint& ck) {
   };
   std::unordered_map<std::string, Storage> storages;  // by key
   for (auto& [name, t] : sd.tensors) {
-    const std::string tname = "tensor '" + name + "'";
+    const std::string tname = "tensor '" + printable(name) + "'";
     if (!t.dtype_supported)
       ck.fail(tname + " has storage type torch." + t.storage_type + " (unsupported dtype), expected Float, Half, BFloat16, "
               "Byte, Char, Int or Long storage");

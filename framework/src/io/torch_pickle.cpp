@@ -53,6 +53,30 @@ struct Value {
   std::string storage_type;                     // Global(StorageType), Storage
   int64_t numel = 0;                            // Storage
   std::shared_ptr<TorchTensorRecord> tensor;    // Tensor
+
+  Value() = default;
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+  // Releases children iteratively: a hostile pickle can nest a million tuples
+  // in a few KB, and the default recursive destruction would overflow the stack.
+  ~Value() {
+    std::vector<VP> pending;
+    auto take = [&pending](Value& v) {
+      for (VP& c : v.items) pending.push_back(std::move(c));
+      for (auto& [k, c] : v.dict) {
+        pending.push_back(std::move(k));
+        pending.push_back(std::move(c));
+      }
+      v.items.clear();
+      v.dict.clear();
+    };
+    take(*this);
+    while (!pending.empty()) {
+      VP v = std::move(pending.back());
+      pending.pop_back();
+      if (v && v.use_count() == 1) take(*v);  // last owner: empty it before it dies
+    }
+  }
 };
 
 const char* kind_name(Kind k) {
@@ -70,6 +94,13 @@ const char* kind_name(Kind k) {
     case Kind::Tensor: return "tensor";
   }
   return "?";
+}
+
+// Strings from the file shown in one-line errors: control bytes become '?'.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (c >= 0x20 && c != 0x7f) ? c : '?';
+  return out;
 }
 
 // Hostile-input limits; far beyond any real state dict's pickle.
@@ -283,9 +314,7 @@ class Unpickler {
       if (module == "torch")
         for (const auto& t : kStorageTypes) storage |= name == t.name;
       if (!storage) {
-        std::string shown;  // keep the one-line promise even for names with control bytes
-        for (char ch : g->s) shown += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
-        throw Error(where_ + ": refusing pickle global '" + shown + "' at byte " + std::to_string(op_pos_) +
+        throw Error(where_ + ": refusing pickle global '" + printable(g->s) + "' at byte " + std::to_string(op_pos_) +
                     " (only torch state dicts are accepted)");
       }
       g->callable = Callable::StorageType;
@@ -480,10 +509,10 @@ TorchStateDict parse_torch_pickle(const uint8_t* data, size_t size, const std::s
         out.metadata.emplace_back(key->s, scalar_string(*val));
         break;
       case Kind::Dict:
-        throw Error(where + ": entry '" + key->s + "' is a nested dict (a training checkpoint?), expected a flat dict of " +
-                    "tensors; save its state dict instead (torch.save(ckpt['" + key->s + "'], f))");
+        throw Error(where + ": entry '" + printable(key->s) + "' is a nested dict (a training checkpoint?), expected a flat " +
+                    "dict of tensors; save its state dict instead (torch.save(ckpt['" + printable(key->s) + "'], f))");
       default:
-        throw Error(where + ": entry '" + key->s + "' is a " + kind_name(val->kind) +
+        throw Error(where + ": entry '" + printable(key->s) + "' is a " + kind_name(val->kind) +
                     ", expected a tensor or a str/int/float value");
     }
   }

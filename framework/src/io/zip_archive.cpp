@@ -35,6 +35,13 @@ std::string hex32(uint32_t v) {
   return b;
 }
 
+// Names from the file shown in one-line errors: control bytes become '?'.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (c >= 0x20 && c != 0x7f) ? c : '?';
+  return out;
+}
+
 }  // namespace
 
 void ZipArchive::fail(const std::string& what) const { throw Error(file_.path() + ": " + what); }
@@ -136,7 +143,7 @@ ZipArchive::ZipArchive(const MappedFile& file) : file_(file) {
       }
       x = d + len;
     }
-    const std::string ename = "entry '" + z.name + "'";
+    const std::string ename = "entry '" + printable(z.name) + "'";
     if (disk_start != 0) fail(ename + " starts on disk " + std::to_string(disk_start) + ", expected a single-file archive");
     if (z.flags & 0x1) fail(ename + " is encrypted, expected plain data");
     if (z.method != 0 && z.method != 8)
@@ -158,12 +165,12 @@ ZipArchive::ZipArchive(const MappedFile& file) : file_(file) {
            ", expected " + hex32(kLocalSig));
     uint64_t lname = rd16(l + 26), lextra = rd16(l + 28);
     z.data_offset = z.header_offset + kLocalSize + lname + lextra;
-    if (lname != name_len || std::memcmp(l + kLocalSize, z.name.data(), size_t(name_len)) != 0)
-      fail(ename + ": local header at byte " + std::to_string(z.header_offset) +
-           " names a different file, expected the central directory's name");
     if (z.data_offset > cd_offset || z.compressed_size > cd_offset - z.data_offset)
       fail(ename + ": " + std::to_string(z.compressed_size) + " bytes of data at byte " + std::to_string(z.data_offset) +
            " run past the central directory at byte " + std::to_string(cd_offset) + " (file truncated or corrupt)");
+    if (lname != name_len || std::memcmp(l + kLocalSize, z.name.data(), size_t(name_len)) != 0)
+      fail(ename + ": local header at byte " + std::to_string(z.header_offset) +
+           " names a different file, expected the central directory's name");
     if (by_name_.count(z.name)) fail(ename + " appears twice in the central directory, expected unique names");
     by_name_.emplace(z.name, entries_.size());
     entries_.push_back(std::move(z));
@@ -184,7 +191,7 @@ ZipBytes ZipArchive::read(const ZipEntry& e) const {
     out.size = e.size;
     return out;
   }
-  const std::string ename = "entry '" + e.name + "'";
+  const std::string ename = "entry '" + printable(e.name) + "'";
   if (e.size > e.compressed_size * kMaxDeflateRatio + 64)
     fail(ename + " claims " + std::to_string(e.size) + " bytes inflated from " + std::to_string(e.compressed_size) +
          ", expected at most " + std::to_string(e.compressed_size * kMaxDeflateRatio + 64) + " (deflate's limit)");
