@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -73,8 +74,15 @@ std::string tokenizer_beside(const std::string& model, int n_vocab) {
 class StdoutOutput final : public chat::ChatOutput {
  public:
   void write(std::string_view s) override {
+    if (s.empty()) return;
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
+    last_ = s.back();
+  }
+  // A reply cut at its token limit does not end with a newline: start the
+  // prompt on a fresh line anyway.
+  void end_line() {
+    if (last_ != '\n') write("\n");
   }
   void prefill_progress(size_t done, size_t total) override {
     if (!isatty(2)) return;
@@ -82,6 +90,9 @@ class StdoutOutput final : public chat::ChatOutput {
     if (done == total) std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   }
+
+ private:
+  char last_ = '\n';
 };
 
 }  // namespace
@@ -257,17 +268,24 @@ int main(int argc, char** argv) {
 
     while (true) {
       const std::string prompt = session.prompt_template().user_name() + session.prompt_template().interface_str() + " ";
+      out.end_line();
       auto line = term.read_line(prompt);
       if (!line) break;
       session.handle(*line);
       term.turn_finished();
       if (term.quit_requested()) break;
     }
-    std::cout << "\nBye.\n";
-    return 0;
+    std::cout << "\nBye.\n" << std::flush;
+    // Leave without tearing the engine down: everything the user keeps is
+    // already written (session files are written atomically), and unloading
+    // the backend plugins while their OpenMP worker threads still exist can
+    // crash at exit (libgomp goes away with the plugin).
+    std::fflush(nullptr);
+    std::_Exit(0);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "corvid-chat: %s\n", e.what());
-    return 1;
+    std::fflush(nullptr);
+    std::_Exit(1);  // as above: no plugin unloading on the way out
   }
 }
