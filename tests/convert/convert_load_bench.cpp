@@ -47,6 +47,13 @@ int main(int argc, char** argv) {
     const auto t1 = std::chrono::steady_clock::now();
     eng->forward(std::span<const int32_t>(&tok, 1), st, logits.data());
     const double tok_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    // Steady-state decode: the next few tokens, for comparing in-place mapped
+    // weights with the in-memory prepared ones.
+    const int more = 4;
+    const auto t2 = std::chrono::steady_clock::now();
+    for (int i = 0; i < more; ++i) eng->forward(std::span<const int32_t>(&tok, 1), st, logits.data());
+    const double next_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count() / more;
+    std::printf("next_token_seconds %.3f\n", next_s);
     const uint64_t weights = eng->weight_bytes_per_token();
     const uint64_t emb = uint64_t(eng->hparams().n_vocab) * uint64_t(eng->hparams().n_embd) * 4;
     std::printf("model %s\nstrategy \"%s\"\nload_seconds %.3f\nfirst_token_seconds %.3f\n", o.model_path.c_str(),

@@ -250,8 +250,28 @@ void check_converted_layout(const ConvertedInfo& info, size_t i, const std::stri
 
 // ---------------------------------------------------------------------------
 
-ConvertedStageWeights::ConvertedStageWeights(const Checkpoint& ck, size_t stage_index)
-    : ck_(ck), prefix_(converted_stage_prefix(stage_index)) {}
+ConvertedStageWeights::ConvertedStageWeights(const Checkpoint& ck, size_t stage_index, bool prefault)
+    : ck_(ck), prefix_(converted_stage_prefix(stage_index)) {
+  if (!prefault) return;
+  // The stage's tensors were written one after another: map their whole span.
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (const auto& n : ck.names()) {
+    if (n.compare(0, prefix_.size(), prefix_) != 0) continue;
+    const TensorView& t = *ck.find(n);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(t.data);
+    lo = std::min(lo, a);
+    hi = std::max(hi, a + t.nbytes());
+  }
+  if (hi <= lo) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  lo &= ~(page - 1);
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+  // Advisory only: failure (old kernel, EINVAL) leaves the pages to be faulted in on use.
+  if (::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_READ) != 0)
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_WILLNEED);
+}
 
 const TensorView* ConvertedStageWeights::find(std::string_view name) const {
   std::string full;
