@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "corvid/chat/locate.h"
 #include "corvid/chat/model.h"
 #include "corvid/chat/session.h"
 #include "corvid/chat/template_setup.h"
@@ -45,31 +46,6 @@ const char* kGetARealModel =
     "https://huggingface.co/BlinkDL/rwkv-4-raven and the tokenizer 20B_tokenizer.json from the ChatRWKV\n"
     "repository (https://github.com/BlinkDL/ChatRWKV), put them in one folder and run\n"
     "    corvid-chat --model /path/to/RWKV-4-Raven-3B-....pth --strategy \"cpu fp32i8\"\n";
-
-fs::path exe_dir() {
-  std::error_code ec;
-  fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path(".") : p.parent_path();
-}
-
-// The demo files: <exe>/../share/corvid/demo (build tree and install prefix alike).
-fs::path demo_dir() { return exe_dir() / ".." / "share" / "corvid" / "demo"; }
-
-// The tokenizer next to the model, chosen as chat.py does: "world/" or "-World-"
-// in the model path (or a 65536-row embedding) means the World vocabulary.
-std::string tokenizer_beside(const std::string& model, int n_vocab) {
-  fs::path dir = fs::path(model).parent_path();
-  if (dir.empty()) dir = ".";
-  bool world = model.find("world/") != std::string::npos || model.find("-World-") != std::string::npos || n_vocab == 65536;
-  fs::path neox = dir / "20B_tokenizer.json", wv = dir / "rwkv_vocab_v20230424.txt";
-  std::error_code ec;
-  bool have_neox = fs::exists(neox, ec), have_world = fs::exists(wv, ec);
-  if (world && have_world) return wv.string();
-  if (!world && have_neox) return neox.string();
-  if (have_neox != have_world) return (have_neox ? neox : wv).string();
-  throw Error(model + ": no tokenizer beside the model; give --tokenizer FILE (20B_tokenizer.json for RWKV-4 "
-              "Pile/Raven models, rwkv_vocab_v20230424.txt for World models; both are in the ChatRWKV repository)");
-}
 
 class StdoutOutput final : public chat::ChatOutput {
  public:
@@ -213,9 +189,8 @@ int main(int argc, char** argv) {
     bool demo = false;
     if (model.empty()) {
       demo = true;
-      fs::path d = demo_dir();
-      model = (d / "demo.safetensors").lexically_normal().string();
-      if (tokenizer_path.empty()) tokenizer_path = (d / "demo_vocab.txt").lexically_normal().string();
+      model = chat::shared_data_path("demo/demo.safetensors");
+      if (tokenizer_path.empty()) tokenizer_path = chat::shared_data_path("demo/demo_vocab.txt");
       if (!fs::exists(model))
         throw Error(model + ": the demo model is missing (it is made when Corvid is built); give --model FILE");
     }
@@ -241,7 +216,7 @@ int main(int argc, char** argv) {
     if (vm.count("verbose")) eo.log = [](const std::string& s) { std::cerr << s << "\n"; };
     auto engine = Engine::load(eo);
     if (!config.empty()) validate_config_plugins(cfg, engine->registry());
-    if (tokenizer_path.empty()) tokenizer_path = tokenizer_beside(model, engine->hparams().n_vocab);
+    if (tokenizer_path.empty()) tokenizer_path = chat::tokenizer_beside(model, engine->hparams().n_vocab);
     auto tok = load_tokenizer(engine->registry(), tokenizer_path, tokenizer_kind);
     std::vector<std::string> notes;
     auto tpl = chat::make_prompt_template(engine->registry(), template_name, topts, &notes);
