@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -94,4 +96,17 @@ TEST(Registry, SameNameTwiceKeepsTheFirst) {
   PluginRegistry reg({dir("good"), d.string()});
   EXPECT_EQ(reg.find_backend("testdev", "fp32").path, dir("good") + "/libcorvid_test_good.so");
   fs::remove_all(d);
+}
+
+// Plugin code stays mapped after the registry is gone (RTLD_NODELETE), so an
+// exception or object created by a plugin can outlive the registry safely.
+TEST(Registry, PluginCodeOutlivesTheRegistry) {
+  const std::string f = dir("good") + "/libcorvid_test_good.so";
+  {
+    PluginRegistry reg({dir("good")});
+    ASSERT_NE(reg.find_by_name("test_good"), nullptr);
+  }
+  void* h = dlopen(f.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  EXPECT_NE(h, nullptr) << "plugin was unloaded";
+  if (h) dlclose(h);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -80,7 +81,12 @@ PluginRegistry::PluginRegistry(const std::vector<std::string>& extra_dirs) {
 const LoadedPlugin& PluginRegistry::load_file(const std::string& path) {
   auto lib = std::make_shared<boost::dll::shared_library>();
   try {
-    lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    // RTLD_NODELETE: a plugin's code stays mapped after the last handle goes.
+    // Objects and exceptions created by a plugin (their destructors live in its
+    // code) may outlive the registry, e.g. an Error propagating out of a scope
+    // that destroyed the engine; unmapping the code under them would crash.
+    lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local |
+                        static_cast<boost::dll::load_mode::type>(RTLD_NODELETE));
   } catch (const std::exception& e) {
     throw Error(path + ": plugin failed to load: " + e.what());
   }

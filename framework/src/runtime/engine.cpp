@@ -231,7 +231,13 @@ void Engine::run_chunk(const int32_t* tok, int T, State& st, float* logits, bool
       fo.logits = logits;
       fo.all_logits = all_logits;
     }
-    stages_[i]->stage->forward(x_.data(), T, *st.parts_[i], fo);
+    try {
+      stages_[i]->stage->forward(x_.data(), T, *st.parts_[i], fo);
+    } catch (const std::exception& e) {
+      // Re-thrown as libcorvid's own Error: the caller never holds an exception
+      // object whose code lives in a plugin.
+      throw Error(e.what());
+    }
   }
 }
 
