@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "../common/run_process.h"
 
 namespace fs = std::filesystem;
@@ -59,6 +62,23 @@ TEST(ChatApp, PipedSessionRunsEveryCommand) {
   EXPECT_NE(r.out.find("User: hi\nBot:"), std::string::npos) << r.out;
   EXPECT_GE(count(r.out, "\nAlice:"), 4u);
   fs::remove(session);
+}
+
+// Greedy corvid-chat from an XML config prints exactly what the Python
+// reference of chat.py prints for the same prompt file and messages.
+TEST(ChatApp, GreedyRepliesFromAConfigEqualTheReference) {
+  if (!have_cpu_backend()) GTEST_SKIP() << "no cpu fp32 backend plugin";
+  std::ifstream f(kData + "/chat_expected.json");
+  auto ref = nlohmann::json::parse(f);
+  std::string script, expect;
+  for (int i = 0; i < 3; ++i) {  // a message, "+", a message with per-message options
+    const auto& c = ref["commands"][size_t(i)];
+    script += c["input"].get<std::string>() + "\n";
+    expect += "Bob: " + c["input"].get<std::string>() + "\n" + c["printed"].get<std::string>();
+  }
+  auto r = run_process({kBin, "--config", kData + "/chat_config.xml", kPlugins}, script);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(expect), std::string::npos) << "expected:\n" << expect << "\ngot:\n" << r.out;
 }
 
 TEST(ChatApp, DemoModelByDefault) {

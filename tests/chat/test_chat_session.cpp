@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "corvid/chat/session.h"
+#include "corvid/chat/text.h"
 #include "corvid/sdk/error.h"
 #include "fake_chat.h"
 
@@ -42,7 +43,11 @@ class Template final : public PromptTemplate {
 
 struct Captured final : ChatOutput {
   std::string text;
-  void write(std::string_view s) override { text += s; }
+  std::vector<std::string> pieces;  // each write, to check that none splits a character
+  void write(std::string_view s) override {
+    text += s;
+    pieces.emplace_back(s);
+  }
   std::string take() {
     std::string t;
     t.swap(text);
@@ -484,4 +489,26 @@ TEST(ChatSession, PromptCommandStartsOverWithTheNewPrompt) {
 TEST(ChatSession, InitDisplayShowsTheBotLineTight) {
   Fixture f;
   EXPECT_EQ(f.s->init_display(), "\nHello there.\n\nBob: hi\nAlice: hello\n\n");
+}
+
+TEST(ChatSession, OutputNeverSplitsAUtf8Character) {
+  // Steer greedy decoding through "é" as two byte tokens, then "!" and "\n\n".
+  ChatSettings st = greedy();
+  st.penalty = PenaltyParams{0, 0, 1};
+  Fixture f(st);
+  const std::vector<int32_t> script = {0xC3 + 1, 0xA9 + 1, fake::id_of('!'), 257};
+  // Logits are computed before on_forward runs: set up the first one now, and
+  // after each call the one for the next call.
+  auto favour = [&](size_t k) {
+    f.model.fixed.assign(fake::Model::V, -10.0f);
+    if (k < script.size()) f.model.fixed[size_t(script[k])] = 10.0f;
+  };
+  favour(0);
+  size_t calls = 0;
+  f.model.on_forward = [&] { favour(++calls); };
+  f.s->handle("go");
+  f.model.on_forward = nullptr;
+  EXPECT_EQ(calls, script.size() + 1);  // the prompt, then one call per reply token
+  EXPECT_NE(f.out.text.find("Alice:\xC3\xA9!\n\n"), std::string::npos) << f.out.text;
+  for (const std::string& p : f.out.pieces) EXPECT_TRUE(chat::utf8_valid(p)) << p;
 }

@@ -199,7 +199,10 @@ TEST(Templates, RavenChatWorldChatQaInstruct) {
   EXPECT_THROW(registry().create_prompt_template("raven-chat", {{"fix_tokens", "maybe"}}), Error);
   EXPECT_THROW(registry().create_prompt_template("no-such-template", {}), Error);
   EXPECT_THROW(raven->free_prompt("poem", "x"), Error);
-  EXPECT_THROW(make_prompt_template(registry(), "raven-chat", {{"prompt_file", std::string(CORVID_TEST_DATA_DIR) + "/chat/data/alt_prompt.py"}, {"user", "X"}}), Error);
+  const std::string alt = std::string(CORVID_TEST_DATA_DIR) + "/chat/data/alt_prompt.py";
+  EXPECT_THROW(make_prompt_template(registry(), "raven-chat", {{"prompt_file", alt}, {"user", "X"}}), Error);
+  EXPECT_THROW(make_prompt_template(registry(), "raven-chat", {{"prompt_file", alt}, {"init_prompt", "x"}}), Error);
+  EXPECT_EQ(make_prompt_template(registry(), "raven-chat", {{"prompt_file", alt}, {"user", "User"}})->user_name(), "User");
 }
 
 TEST(Templates, InstructFormatIsTheAlpacaTemplateByteForByte) {

@@ -11,12 +11,17 @@ std::shared_ptr<PromptTemplate> make_prompt_template(const PluginRegistry& regis
   if (it != options.end()) {
     ChatPromptFile f = read_chat_prompt_file(it->second);
     options.erase(it);
-    for (const char* k : {"user", "bot", "interface", "init_prompt"})
-      if (options.count(k))
-        throw Error(f.path + ": the template option '" + std::string(k) + "' is also given; a prompt file defines it");
-    options["user"] = f.user;
-    options["bot"] = f.bot;
-    options["interface"] = f.interface;
+    // The file defines the names; options repeating them must agree with it.
+    const std::pair<const char*, const std::string*> defined[] = {{"user", &f.user}, {"bot", &f.bot}, {"interface", &f.interface}};
+    for (const auto& [k, v] : defined) {
+      auto o = options.find(k);
+      if (o != options.end() && o->second != *v)
+        throw Error(f.path + ": defines " + k + " = \"" + *v + "\" but the template option " + k + " is \"" + o->second +
+                    "\"; drop one of them");
+      options[k] = *v;
+    }
+    if (options.count("init_prompt"))
+      throw Error(f.path + ": the template option init_prompt is also given; a prompt file defines the init prompt");
     options["init_prompt"] = f.init_prompt;  // {user}/{bot} already substituted by the f-string
     if (notes) notes->insert(notes->end(), f.notes.begin(), f.notes.end());
   }
