@@ -52,7 +52,6 @@ std::vector<std::string> default_plugin_dirs() {
   fs::path exe = boost::dll::program_location(bec).string();
   if (!bec) add_dir(dirs, exe.parent_path().parent_path() / CORVID_INSTALL_PLUGIN_SUBDIR);
   add_dir(dirs, CORVID_INSTALL_PLUGIN_DIR);
-  add_dir(dirs, CORVID_BUILD_PLUGIN_DIR);
   return dirs;
 }
 
