@@ -1,9 +1,10 @@
 // Loading plugins (Boost.DLL) and choosing which one serves what.
 //
 // Search path, in order: directories given with --plugin-dir, $CORVID_PLUGIN_PATH
-// (colon-separated), the build tree's lib/corvid/plugins, the install prefix's
-// lib/corvid/plugins, and lib/corvid/plugins next to the running executable
-// (../lib/corvid/plugins). Never the current directory implicitly. Files named
+// (colon-separated), corvid/plugins next to libcorvid (right in the build tree
+// and in an install prefix), ../lib/corvid/plugins next to the running
+// executable, and the configured install prefix's lib/corvid/plugins. Never the
+// current directory implicitly. The first plugin of a given name wins. Files named
 // libcorvid_*.so are loaded; a file that fails to load, lacks the entry point or
 // has another ABI version is reported with its path and the reason.
 #pragma once
