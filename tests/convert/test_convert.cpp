@@ -368,6 +368,25 @@ TEST_F(DamagedFile, HeaderNotJson) {
   EXPECT_NE(e.find(out_), std::string::npos) << e;
 }
 
+TEST(ConvertInfo, CheckpointHparamsForBothKinds) {
+  ScratchDir dir;
+  const std::string src = fixture("rwkv4_deep_bf16.pth"), out = dir.file("c.safetensors");
+  auto co = convert_options(src, out, "cpu fp32");
+  co.rescale_override = 3;
+  corvid::convert_checkpoint(co);
+  auto raw = corvid::Checkpoint::open(src);
+  auto conv = corvid::Checkpoint::open(out);
+  corvid::ModelHParams a = corvid::checkpoint_hparams(*raw), b = corvid::checkpoint_hparams(*conv);
+  EXPECT_EQ(a.n_layer, 7);
+  EXPECT_EQ(b.n_layer, 7);
+  EXPECT_EQ(a.n_embd, b.n_embd);
+  EXPECT_EQ(a.n_ffn, b.n_ffn);
+  EXPECT_EQ(a.n_vocab, b.n_vocab);
+  EXPECT_EQ(a.arch, b.arch);
+  EXPECT_EQ(a.rescale_layer, 0);
+  EXPECT_EQ(b.rescale_layer, 3);
+}
+
 // ---------------------------------------------------------------------------
 // Inspect
 

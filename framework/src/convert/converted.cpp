@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "corvid/convert/xxhash64.h"
+#include "corvid/model/model_info.h"
 #include "corvid/sdk/error.h"
 
 namespace corvid {
@@ -215,6 +216,10 @@ ConvertedInfo read_converted_info(const Checkpoint& ck) {
     fail(path, "the tensor directory does not match its fingerprint (corvid.tensor_index " + idx + ", computed " + got +
                    "): the header was edited or damaged after conversion — re-convert the original checkpoint");
   return info;
+}
+
+ModelHParams checkpoint_hparams(const Checkpoint& ck) {
+  return is_converted(ck) ? read_converted_info(ck).hp : detect_hparams(ck);
 }
 
 // ---------------------------------------------------------------------------

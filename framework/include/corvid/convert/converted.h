@@ -97,6 +97,11 @@ std::vector<TensorIndexEntry> tensor_index_of(const Checkpoint& ck);
 // damaged or edited after conversion is reported as such).
 ConvertedInfo read_converted_info(const Checkpoint& ck);
 
+// The model's sizes for any checkpoint Corvid runs: the stored hparams of a
+// converted file (with its RESCALE_LAYER), else detect_hparams() (rescale 0).
+// For apps that need L before loading (plans, config validation).
+ModelHParams checkpoint_hparams(const Checkpoint& ck);
+
 // Checks that a run's resolved plan can use the file: same stages (slots,
 // device kind, precision, backend) and the same RESCALE_LAYER. Device index
 // and streaming may differ: those are placement, and whether they change the
