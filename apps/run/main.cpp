@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
     if (!config.empty()) {
       // Explicit ranges past the model's layer count are reported with file:line.
       auto ck = Checkpoint::open(model);
-      validate_config_against_model(cfg, detect_hparams(*ck).n_layer);
+      validate_config_against_model(cfg, checkpoint_hparams(*ck).n_layer);
     }
     auto eng = Engine::load(eo);
     const int V = eng->hparams().n_vocab;
