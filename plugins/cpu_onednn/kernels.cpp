@@ -36,6 +36,22 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
+bool isa_supported(Isa isa) { return int(isa) <= int(detect_isa()); }
+
+Isa select_isa(const char* request) {
+  if (!request || !*request) return detect_isa();
+  const std::string r(request);
+  Isa isa;
+  if (r == "scalar") isa = Isa::Scalar;
+  else if (r == "avx2") isa = Isa::Avx2;
+  else if (r == "avx512") isa = Isa::Avx512;
+  else if (r == "avx512bf16") isa = Isa::Avx512Bf16;
+  else throw Error("CORVID_CPU_ISA='" + r + "': expected scalar, avx2, avx512 or avx512bf16");
+  if (!isa_supported(isa))
+    throw Error("CORVID_CPU_ISA='" + r + "': this CPU runs at most " + isa_name(detect_isa()));
+  return isa;
+}
+
 size_t Matrix::weight_bytes() const {
   size_t n = size_t(rows) * size_t(cols);
   switch (kind) {

@@ -17,9 +17,16 @@
 
 namespace corvid::cpu {
 
+// Kernel families, each a superset of the one before.
 enum class Isa { Scalar, Avx2, Avx512, Avx512Bf16 };
-Isa detect_isa();
+Isa detect_isa();  // the best this CPU runs (CPUID)
 const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);  // isa <= detect_isa()
+// The family a stage uses: detect_isa(), or the one named by `request` (the
+// CORVID_CPU_ISA environment variable: scalar | avx2 | avx512 | avx512bf16),
+// which tests and comparisons use to run the lower paths. Error when the name
+// is unknown or this CPU lacks it (never an illegal instruction).
+Isa select_isa(const char* request);
 
 // A prepared matrix: rows = out, cols = in.
 struct Matrix {

@@ -6,14 +6,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
 #include "corvid/sdk/error.h"
+#include "layout.h"
 
 namespace corvid::cpu {
-
-std::string tensor_name(int block, const char* what) { return "blocks." + std::to_string(block) + "." + what; }
 
 // ---------------------------------------------------------------------------
 // State
@@ -107,7 +107,7 @@ int default_threads() {
 }  // namespace
 
 Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& w)
-    : spec_(spec), hp_(hp), isa_(detect_isa()) {
+    : spec_(spec), hp_(hp), isa_(select_isa(std::getenv("CORVID_CPU_ISA"))) {
   threads_ = spec.threads > 0 ? spec.threads : default_threads();
   bf16_act_ = spec.precision.atype == DType::BF16;
   const int C = hp.n_embd, A = hp.n_att, F = hp.n_ffn;

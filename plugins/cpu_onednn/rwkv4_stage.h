@@ -10,9 +10,6 @@
 
 namespace corvid::cpu {
 
-// Prepared tensor names (what prepare() writes and create_stage() reads).
-std::string tensor_name(int block, const char* what);  // "blocks.3.att.key.weight"
-
 struct Rwkv4Block {
   // Vectors hold values of the activation type, widened to fp32.
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;

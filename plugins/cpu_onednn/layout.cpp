@@ -1,0 +1,116 @@
+#include "layout.h"
+
+#include <cmath>
+#include <vector>
+
+#include "corvid/sdk/weights_util.h"
+
+namespace corvid::cpu {
+
+std::string tensor_name(int block, const char* what) { return "blocks." + std::to_string(block) + "." + what; }
+
+void prepare_vector(const WeightSource& raw, WeightSink& out, const std::string& name, int64_t n, DType atype) {
+  const TensorView& t = raw.require(name);
+  if (t.numel() != n)
+    throw Error(raw.origin() + ": tensor '" + name + "' has " + std::to_string(t.numel()) + " values, expected " +
+                std::to_string(n));
+  float* dst = out.begin_as<float>(name, DType::F32, {n});
+  wutil::to_f32(t, dst);
+  for (int64_t i = 0; i < n; ++i) dst[i] = wutil::round_to(atype, dst[i]);
+}
+
+void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
+                    int64_t rows, int64_t cols, Precision p) {
+  const TensorView& t = raw.require(name);
+  if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
+    throw Error(raw.origin() + ": tensor '" + name + "' has shape " + shape_string(t) + ", expected (" +
+                std::to_string(rows) + ", " + std::to_string(cols) + ")");
+  if (p.quantized()) {
+    // Quantise exactly as the reference, on the (in, out) matrix: n = in rows, m = out cols.
+    std::vector<float> w_in_out = wutil::matrix_in_out_f32(t, hp, name);  // [cols][rows]
+    std::vector<uint8_t> q(size_t(rows * cols));
+    std::vector<float> mx(static_cast<size_t>(rows)), rx(static_cast<size_t>(rows)), my(static_cast<size_t>(cols)), ry(static_cast<size_t>(cols));
+    wutil::quantize_u8(w_in_out.data(), cols, rows, q.data(), mx.data(), rx.data(), my.data(), ry.data());
+    uint8_t* dst = out.begin_as<uint8_t>(name, DType::U8, {rows, cols});
+    constexpr int64_t B = 64;  // blocked transpose back to (out, in)
+    for (int64_t i0 = 0; i0 < cols; i0 += B)
+      for (int64_t j0 = 0; j0 < rows; j0 += B)
+        for (int64_t i = i0; i < std::min(cols, i0 + B); ++i)
+          for (int64_t j = j0; j < std::min(rows, j0 + B); ++j) dst[j * cols + i] = q[size_t(i * rows + j)];
+    auto side = [&](const char* suffix, const std::vector<float>& v) {
+      float* d = out.begin_as<float>(name + suffix, DType::F32, {int64_t(v.size())});
+      for (size_t i = 0; i < v.size(); ++i) d[i] = wutil::round_to(p.atype, v[i]);
+    };
+    side(".mx", mx);
+    side(".rx", rx);
+    side(".my", my);
+    side(".ry", ry);
+    return;
+  }
+  // Float weights keep the raw (out, in) order: read it as fp32 (exact for
+  // fp16/bf16 files), divide by 2^s (exact), and cast, which is the value the
+  // reference gets by dividing in the file dtype and casting the transpose.
+  std::vector<float> w(size_t(rows * cols));
+  wutil::to_f32(t, w.data());
+  if (const int s = wutil::rescale_shift(hp, name); s > 0) {
+    const float f = std::ldexp(1.0f, -s);
+    for (float& v : w) v *= f;
+  }
+  if (p.wtype == DType::BF16) {
+    uint16_t* dst = out.begin_as<uint16_t>(name, DType::BF16, {rows, cols});
+    for (size_t i = 0; i < w.size(); ++i) dst[i] = f32_to_bf16(w[i]);
+    return;
+  }
+  float* dst = out.begin_as<float>(name, DType::F32, {rows, cols});
+  for (size_t i = 0; i < w.size(); ++i) dst[i] = wutil::round_to(p.wtype, w[i]);
+}
+
+uint64_t prepared_bytes(const StageSpec& spec, const ModelHParams& hp) {
+  const uint64_t C = hp.n_embd, Aa = hp.n_att, F = hp.n_ffn, V = hp.n_vocab;
+  const uint64_t wb = dtype_size(spec.precision.wtype);
+  auto mat = [&](uint64_t r, uint64_t c) { return r * c * wb + (spec.precision.quantized() ? (r + c) * 8 : 0); };
+  const uint64_t block = mat(Aa, C) * 3 + mat(C, Aa) + mat(F, C) + mat(C, F) + mat(C, C) + (9 * C + 2 * Aa) * 4;
+  uint64_t n = block * uint64_t(spec.n_blocks());
+  if (spec.has_head) n += mat(V, C) + 2 * C * 4;
+  return n;
+}
+
+void prepare_stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& raw, WeightSink& out,
+                   const ProgressFn& progress) {
+  const int64_t C = hp.n_embd, Aa = hp.n_att, F = hp.n_ffn;
+  const Precision p = spec.precision;
+  const uint64_t total = prepared_bytes(spec, hp);
+  StageSpec one_block = spec;
+  one_block.end_block = one_block.first_block + 1;
+  one_block.has_head = false;
+  const uint64_t per_block = prepared_bytes(one_block, hp);
+  uint64_t done = 0;
+  for (int l = spec.first_block; l < spec.end_block; ++l) {
+    for (const char* v : {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "att.time_mix_k", "att.time_mix_v",
+                          "att.time_mix_r", "ffn.time_mix_k", "ffn.time_mix_r"})
+      prepare_vector(raw, out, tensor_name(l, v), C, p.atype);
+    for (const char* v : {"att.time_decay", "att.time_first"}) {  // fp32 always (§2.4)
+      const std::string n = tensor_name(l, v);
+      const TensorView& t = raw.require(n);
+      if (t.numel() != Aa) throw Error(raw.origin() + ": tensor '" + n + "' has the wrong size");
+      wutil::to_f32(t, out.begin_as<float>(n, DType::F32, {Aa}));
+    }
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.key.weight"), Aa, C, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.value.weight"), Aa, C, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.receptance.weight"), Aa, C, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.output.weight"), C, Aa, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.key.weight"), F, C, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.value.weight"), C, F, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.receptance.weight"), C, C, p);
+    done += per_block;
+    if (progress) progress(done, total);
+  }
+  if (spec.has_head) {
+    prepare_vector(raw, out, "ln_out.weight", C, p.atype);
+    prepare_vector(raw, out, "ln_out.bias", C, p.atype);
+    prepare_matrix(raw, out, hp, "head.weight", hp.n_vocab, C, p);
+    if (progress) progress(total, total);
+  }
+}
+
+}  // namespace corvid::cpu

@@ -1,0 +1,45 @@
+// The prepared layout of the cpu_onednn backend: what prepare() writes to the
+// WeightSink and create_stage() reads back (from memory or a converted file).
+//
+// Per block, with the checkpoint's names:
+//   * vectors (ln1/ln2 weight and bias, time_mix_*): fp32 holding values of the
+//     activation type (bf16 stages: bf16-rounded);
+//   * att.time_decay (w = -exp(d)) and att.time_first (u): fp32 always (§2.4);
+//   * each matrix in (out, in) row-major order, so one output is one contiguous
+//     row and a token streams every weight byte exactly once:
+//       fp32 / bf16 stages: F32 / BF16 elements;
+//       int8 stages: U8 codes of the reference's scheme (rwkv-reference §2.6,
+//       computed on the (in, out) matrix by wutil::quantize_u8 and stored
+//       transposed), plus `<name>.mx`, `.rx` per output and `.my`, `.ry` per
+//       input, fp32 holding activation-type values (rx, ry already /16).
+// Head stage: ln_out.weight/bias as vectors, head.weight as a matrix.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "corvid/sdk/backend.h"
+
+namespace corvid::cpu {
+
+// Bump when the bytes written for the same checkpoint change.
+constexpr const char* kLayoutVersion = "1";
+
+std::string tensor_name(int block, const char* what);  // "blocks.3.att.key.weight"
+
+// One vector, rounded to the activation type.
+void prepare_vector(const WeightSource& raw, WeightSink& out, const std::string& name, int64_t n, DType atype);
+
+// One matrix: raw (out, in) view -> RESCALE_LAYER division -> cast or quantise
+// -> (out, in) row-major in the sink.
+void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
+                    int64_t rows, int64_t cols, Precision p);
+
+// Bytes of prepared weights (matrices and vectors) for a stage.
+uint64_t prepared_bytes(const StageSpec& spec, const ModelHParams& hp);
+
+// Writes a whole stage (blocks and maybe the head).
+void prepare_stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& raw, WeightSink& out,
+                   const ProgressFn& progress);
+
+}  // namespace corvid::cpu

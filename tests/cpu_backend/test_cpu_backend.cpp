@@ -1,0 +1,217 @@
+// cpu_onednn as a whole, against the independent numpy reference
+// (tests/reference/rwkv_ref.py, outputs in tests/fixtures/models):
+//   * prepare() writes the reference's int8 codes and scales bit for bit;
+//   * every kernel family this CPU has (forced with CORVID_CPU_ISA) and 1 or 2
+//     threads reproduce the reference logits and state for cpu fp32, fp32i8
+//     and bf16 in step and chunked modes, within the fixtures.json tolerances.
+//
+// Tolerances (fixtures.json): fp32 and fp32i8 |Δ| <= 1e-4 (summation order of
+// fp32 dot products; fp32i8 uses the same codes, so only the order of the
+// dequantised sum differs); bf16 1e-2 + 1e-2·|want| (the reference rounds to
+// bf16 at the same points, but a different fp32 summation order may flip one
+// bf16 rounding, 2^-8 relative, which later blocks carry on).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "common/fixtures.h"
+#include "corvid/io/npy.h"
+#include "corvid/runtime/engine.h"
+#include "corvid/sdk/weights_util.h"
+#include "kernels.h"
+#include "layout.h"
+
+using namespace corvid;
+using namespace corvid_test;
+
+namespace {
+
+// Minimal .npy reader for the dtypes of the quantisation fixtures (|u1, <f4).
+struct RawNpy {
+  std::string descr;
+  std::vector<int64_t> shape;
+  std::vector<char> bytes;
+};
+
+RawNpy read_raw_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  char magic[10];
+  in.read(magic, 10);
+  const size_t hlen = uint8_t(magic[8]) | (size_t(uint8_t(magic[9])) << 8);
+  std::string header(hlen, '\0');
+  in.read(header.data(), std::streamsize(hlen));
+  RawNpy r;
+  auto d = header.find("'descr': '");
+  r.descr = header.substr(d + 10, header.find('\'', d + 10) - (d + 10));
+  if (header.find("'fortran_order': False") == std::string::npos) throw std::runtime_error(path + ": Fortran order");
+  auto s = header.find("'shape': (");
+  std::string dims = header.substr(s + 10, header.find(')', s) - (s + 10));
+  for (size_t p = 0; p < dims.size();) {
+    size_t q = dims.find(',', p);
+    std::string item = dims.substr(p, q == std::string::npos ? std::string::npos : q - p);
+    if (item.find_first_of("0123456789") != std::string::npos) r.shape.push_back(std::stoll(item));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  r.bytes.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+
+template <typename T>
+std::vector<T> values(const RawNpy& a) {
+  std::vector<T> v(a.bytes.size() / sizeof(T));
+  std::memcpy(v.data(), a.bytes.data(), v.size() * sizeof(T));
+  return v;
+}
+
+struct OneTensorSource : WeightSource {
+  std::string name;
+  TensorView view;
+  const TensorView* find(std::string_view n) const override { return n == name ? &view : nullptr; }
+  std::string origin() const override { return "test"; }
+};
+
+struct MapSink : WeightSink {
+  struct Entry {
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<char> bytes;
+  };
+  std::map<std::string, Entry> out;
+  void* begin(std::string_view name, DType dtype, const std::vector<int64_t>& shape) override {
+    int64_t n = 1;
+    for (auto s : shape) n *= s;
+    Entry& e = out[std::string(name)];
+    e.dtype = dtype;
+    e.shape = shape;
+    e.bytes.assign(size_t(n) * dtype_size(dtype), 0);
+    return e.bytes.data();
+  }
+};
+
+// Runs a block of assertions once per kernel family this CPU has.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) {
+    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
+  }
+  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
+};
+
+}  // namespace
+
+// The codes and the four scale vectors prepare() stores for fp32i8 are the
+// reference's, bit for bit (same floor, same order of the min steps, same /16),
+// including the constant-row guard. The raw view is the reference's (in, out)
+// matrix seen transposed, i.e. a strided (out, in) view, as a checkpoint may hold.
+TEST(CpuBackend, PreparedInt8CodesAreTheReferences) {
+  std::ifstream in(fixtures_dir() + "/fixtures.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  int checked = 0;
+  for (const auto& f : j["fixtures"]) {
+    if (!f.contains("quantized")) continue;
+    for (auto it = f["quantized"].begin(); it != f["quantized"].end(); ++it) {
+      SCOPED_TRACE(it.key());
+      const auto& e = it.value();
+      auto path = [&](const char* k) { return fixtures_dir() + "/" + e[k].get<std::string>(); };
+      RawNpy w = read_raw_npy(path("w_in_out"));
+      ASSERT_EQ(w.descr, "<f4");
+      ASSERT_EQ(w.shape.size(), 2u);
+      const int64_t n = w.shape[0], m = w.shape[1];  // n = in, m = out
+      std::vector<float> wv = values<float>(w);
+      OneTensorSource src;
+      src.name = "blocks.0.att.key.weight";  // a name RESCALE_LAYER never touches
+      src.view.data = wv.data();
+      src.view.dtype = DType::F32;
+      src.view.ndim = 2;
+      src.view.shape[0] = m;
+      src.view.shape[1] = n;
+      src.view.strides[0] = 1;
+      src.view.strides[1] = m;
+      ModelHParams hp{};
+      hp.rescale_layer = 0;
+      MapSink sink;
+      cpu::prepare_matrix(src, sink, hp, src.name, m, n, *precision_from_name("fp32i8"));
+      const auto& codes = sink.out.at(src.name);
+      ASSERT_EQ(codes.dtype, DType::U8);
+      ASSERT_EQ(codes.shape, (std::vector<int64_t>{m, n}));
+      // The reference stores the codes as float32 values 0..255 (or uint8).
+      RawNpy q = read_raw_npy(path("q"));
+      ASSERT_EQ(q.shape, (std::vector<int64_t>{n, m}));
+      ASSERT_TRUE(q.descr == "<f4" || q.descr == "|u1") << q.descr;
+      std::vector<float> qv(size_t(n * m));
+      if (q.descr == "<f4") qv = values<float>(q);
+      else for (size_t i = 0; i < qv.size(); ++i) qv[i] = float(uint8_t(q.bytes[i]));
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < m; ++c)
+          ASSERT_EQ(float(uint8_t(codes.bytes[size_t(c * n + r)])), qv[size_t(r * m + c)]) << "code " << r << "," << c;
+      for (const char* k : {"mx", "rx", "my", "ry"}) {
+        std::vector<float> want = values<float>(read_raw_npy(path(k)));
+        const auto& got = sink.out.at(src.name + "." + k);
+        ASSERT_EQ(got.bytes.size(), want.size() * 4) << k;
+        EXPECT_EQ(0, std::memcmp(got.bytes.data(), want.data(), got.bytes.size())) << k << " differs";
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 3);
+}
+
+// Every fixture, every CPU strategy, every mode, every kernel family, 1 and 2
+// threads: logits and the final state against the reference.
+TEST(CpuBackend, EveryKernelFamilyMatchesTheReference) {
+  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
+    if (!cpu::isa_supported(isa)) continue;
+    IsaScope scope(isa);
+    for (const Fixture& fx : load_fixtures()) {
+      for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
+        auto it = fx.expected.find(strategy);
+        if (it == fx.expected.end()) continue;
+        const ExpectedRun& ex = it->second;
+        for (int threads : {1, 2}) {
+          for (const auto& [mode, npy] : ex.logits) {
+            SCOPED_TRACE(fx.name + " / " + strategy + " / " + mode + " / " + cpu::isa_name(isa) + " / threads " +
+                         std::to_string(threads));
+            NpyArray want = read_npy(npy);
+            const size_t T = fx.tokens.size();
+            EngineOptions o = engine_default_options();
+            o.model_path = fx.files[0];
+            o.strategy = strategy;
+            o.threads = threads;
+            o.chunk_len = mode == "step" ? 1 : std::stoi(mode.substr(6));
+            auto eng = Engine::load(o);
+            ASSERT_NE(eng->describe_stages().front().find(cpu::isa_name(isa)), std::string::npos)
+                << eng->describe_stages().front();
+            State st = eng->new_state();
+            std::vector<float> got(T * size_t(fx.V));
+            if (mode == "step") eng->forward_stepwise(fx.tokens, st, got.data());
+            else eng->forward_all(fx.tokens, st, got.data());
+            size_t at = 0;
+            double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
+            EXPECT_LE(r, 1.0) << "logit " << at << ": got " << got[at] << ", want " << want.data[at];
+            NpyArray sw = read_npy(ex.state_final);
+            std::vector<float> s = st.serialize();
+            ASSERT_EQ(s.size(), sw.data.size());
+            r = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
+            EXPECT_LE(r, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuBackend, UnknownOrUnsupportedIsaIsAnError) {
+  const Fixture fx = load_fixtures().front();
+  EngineOptions o = engine_default_options();
+  o.model_path = fx.files[0];
+  o.strategy = "cpu fp32";
+  setenv("CORVID_CPU_ISA", "avx9000", 1);
+  EXPECT_THROW(Engine::load(o), Error);
+  unsetenv("CORVID_CPU_ISA");
+}

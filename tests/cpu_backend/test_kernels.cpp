@@ -1,0 +1,247 @@
+// cpu_onednn kernels: every SIMD path against a double-precision reference and
+// against the scalar path, at sizes that are and are not multiples of the
+// vector widths (8, 16, 32, 64 elements), one and several threads.
+//
+// Tolerance: fp32 sums of n products differ from the exact sum by at most
+// about n * 2^-24 * sum|a_i b_i| for any summation order; we allow
+// 4 * n * 2^-24 * sum|a_i b_i| + 1e-30 (a wrong index or a skipped tail gives an
+// error of the size of one whole product, far above that).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "corvid/sdk/dtype.h"
+#include "corvid/sdk/weights_util.h"
+#include "kernels.h"
+
+using namespace corvid;
+using namespace corvid::cpu;
+
+namespace {
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> v;
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
+    if (isa_supported(i)) v.push_back(i);
+  return v;
+}
+
+const int kSizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 257, 768, 1000, 1024, 2051};
+
+double bound(double abs_sum, int n) { return 4.0 * n * std::ldexp(1.0, -24) * abs_sum + 1e-30; }
+
+std::vector<float> randn(std::mt19937& g, size_t n, float scale = 1.f) {
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+float bf16_round(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+// A random matrix in all three prepared forms: fp32, bf16, and the
+// reference's int8 scheme (quantised on the (in, out) transpose, codes stored
+// (out, in), as layout.cpp does).
+struct TestMatrix {
+  int rows, cols;
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  std::vector<uint8_t> q;
+  std::vector<float> mx, rx, my, ry;
+  Matrix as(Matrix::Kind k) const {
+    Matrix m;
+    m.rows = rows;
+    m.cols = cols;
+    m.kind = k;
+    m.f32 = f32.data();
+    m.bf16 = bf16.data();
+    m.q = q.data();
+    m.mx = mx.data();
+    m.rx = rx.data();
+    m.my = my.data();
+    m.ry = ry.data();
+    return m;
+  }
+  // Row j as the kernel of kind k sees it (dequantised for int8).
+  std::vector<double> row(Matrix::Kind k, int j) const {
+    std::vector<double> r(static_cast<size_t>(cols));
+    for (int i = 0; i < cols; ++i) {
+      const size_t at = size_t(j) * cols + i;
+      if (k == Matrix::Kind::F32) r[i] = f32[at];
+      else if (k == Matrix::Kind::BF16) r[i] = bf16_to_f32(bf16[at]);
+      else r[i] = (double(q[at]) + 0.5) * ry[i] * rx[j] + my[i] + mx[j];
+    }
+    return r;
+  }
+};
+
+TestMatrix make_matrix(std::mt19937& g, int rows, int cols) {
+  TestMatrix t;
+  t.rows = rows;
+  t.cols = cols;
+  t.f32 = randn(g, size_t(rows) * cols, 1.f / std::sqrt(float(cols)));
+  t.bf16.resize(t.f32.size());
+  for (size_t i = 0; i < t.f32.size(); ++i) t.bf16[i] = f32_to_bf16(t.f32[i]);
+  std::vector<float> w_in_out(t.f32.size());
+  for (int j = 0; j < rows; ++j)
+    for (int i = 0; i < cols; ++i) w_in_out[size_t(i) * rows + j] = t.f32[size_t(j) * cols + i];
+  std::vector<uint8_t> q_in_out(t.f32.size());
+  t.mx.resize(rows);
+  t.rx.resize(rows);
+  t.my.resize(cols);
+  t.ry.resize(cols);
+  wutil::quantize_u8(w_in_out.data(), cols, rows, q_in_out.data(), t.mx.data(), t.rx.data(), t.my.data(), t.ry.data());
+  t.q.resize(t.f32.size());
+  for (int j = 0; j < rows; ++j)
+    for (int i = 0; i < cols; ++i) t.q[size_t(j) * cols + i] = q_in_out[size_t(i) * rows + j];
+  return t;
+}
+
+}  // namespace
+
+TEST(CpuKernels, IsaSelection) {
+  EXPECT_EQ(select_isa(nullptr), detect_isa());
+  EXPECT_EQ(select_isa(""), detect_isa());
+  EXPECT_EQ(select_isa("scalar"), Isa::Scalar);
+  EXPECT_THROW(select_isa("avx9000"), Error);
+  if (!isa_supported(Isa::Avx512)) {
+    EXPECT_THROW(select_isa("avx512"), Error);
+  }
+  std::printf("this CPU: %s\n", isa_name(detect_isa()));
+}
+
+TEST(CpuKernels, DotF32EveryPathEverySize) {
+  std::mt19937 g(1);
+  for (int n : kSizes) {
+    auto a = randn(g, n), b = randn(g, n);
+    double exact = 0, abs_sum = 0;
+    for (int i = 0; i < n; ++i) exact += double(a[i]) * b[i], abs_sum += std::abs(double(a[i]) * b[i]);
+    for (Isa isa : supported_isas())
+      EXPECT_NEAR(dot_f32(isa, a.data(), b.data(), n), exact, bound(abs_sum, n)) << isa_name(isa) << " n=" << n;
+  }
+}
+
+TEST(CpuKernels, DotBf16EveryPathEverySize) {
+  std::mt19937 g(2);
+  for (int n : kSizes) {
+    auto wf = randn(g, n), x = randn(g, n);
+    std::vector<uint16_t> w(n), xb(n + 64);
+    // x holds bf16 values, as in a bf16 stage (the BF16 dot instruction reads xb).
+    for (int i = 0; i < n; ++i) w[i] = f32_to_bf16(wf[i]), x[i] = bf16_round(x[i]), xb[i] = f32_to_bf16(x[i]);
+    double exact = 0, abs_sum = 0;
+    for (int i = 0; i < n; ++i) {
+      const double p = double(bf16_to_f32(w[i])) * x[i];
+      exact += p, abs_sum += std::abs(p);
+    }
+    for (Isa isa : supported_isas())
+      EXPECT_NEAR(dot_bf16(isa, w.data(), x.data(), xb.data(), n), exact, bound(abs_sum, n)) << isa_name(isa) << " n=" << n;
+  }
+}
+
+TEST(CpuKernels, DotU8EveryPathEverySize) {
+  std::mt19937 g(3);
+  std::uniform_int_distribution<int> code(0, 255);
+  for (int n : kSizes) {
+    std::vector<uint8_t> q(n);
+    for (auto& c : q) c = uint8_t(code(g));
+    auto xs = randn(g, n);
+    double exact = 0, abs_sum = 0;
+    for (int i = 0; i < n; ++i) exact += double(q[i]) * xs[i], abs_sum += std::abs(double(q[i]) * xs[i]);
+    for (Isa isa : supported_isas())
+      EXPECT_NEAR(dot_u8(isa, q.data(), xs.data(), n), exact, bound(abs_sum, n)) << isa_name(isa) << " n=" << n;
+  }
+}
+
+// y = x W^T for every weight kind, path and thread count, against the double
+// product with the row as that kind defines it (int8: the reference's
+// dequantisation (q + 0.5) ry rx + my + mx).
+TEST(CpuKernels, GemvEveryKindPathAndThreadCount) {
+  std::mt19937 g(4);
+  const std::pair<int, int> shapes[] = {{1, 1}, {3, 17}, {37, 24}, {64, 96}, {96, 24}, {129, 1000}, {50, 2051}};
+  for (auto [rows, cols] : shapes) {
+    TestMatrix t = make_matrix(g, rows, cols);
+    std::vector<float> x = randn(g, cols);
+    for (float& v : x) v = bf16_round(v);  // exact for the bf16 instruction path too
+    std::vector<float> xs(cols), y(rows), y1(rows);
+    std::vector<uint16_t> xb(cols + 64);
+    GemvScratch s{xs.data(), xb.data()};
+    for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16, Matrix::Kind::U8}) {
+      const Matrix m = t.as(kind);
+      std::vector<double> want(rows), abs_sum(rows);
+      for (int j = 0; j < rows; ++j) {
+        auto r = t.row(kind, j);
+        for (int i = 0; i < cols; ++i) want[j] += r[i] * x[i], abs_sum[j] += std::abs(r[i] * x[i]);
+      }
+      for (Isa isa : supported_isas()) {
+        for (int threads : {1, 2, 3}) {
+          gemv(isa, m, x.data(), y.data(), s, threads);
+          if (threads == 1) y1 = y;
+          for (int j = 0; j < rows; ++j) {
+            // int8: the fast algebra regroups the sum; allow its extra roundings.
+            const double tol = kind == Matrix::Kind::U8 ? 3 * bound(abs_sum[j] + std::abs(want[j]), cols) + 1e-6 * abs_sum[j]
+                                                        : bound(abs_sum[j], cols);
+            ASSERT_NEAR(y[j], want[j], tol) << isa_name(isa) << " kind " << int(kind) << " " << rows << "x" << cols
+                                            << " row " << j << " threads " << threads;
+          }
+          // Rows are split across threads, never a row's sum: bitwise the same.
+          EXPECT_EQ(y, y1) << isa_name(isa) << " threads " << threads;
+        }
+      }
+    }
+  }
+}
+
+// Sequence-mode products (oneDNN GEMM) agree with the exact product, and the
+// int8 path multiplies by exactly the reference's dequantised fp32 matrix.
+TEST(CpuKernels, GemmEveryKind) {
+  std::mt19937 g(5);
+  const std::pair<int, int> shapes[] = {{37, 24}, {300, 65}, {24, 96}};
+  for (auto [rows, cols] : shapes) {
+    TestMatrix t = make_matrix(g, rows, cols);
+    for (int T : {2, 5, 16}) {
+      std::vector<float> X = randn(g, size_t(T) * cols), Y(size_t(T) * rows);
+      for (float& v : X) v = bf16_round(v);
+      std::vector<float> tile(size_t(kTileRows) * cols);
+      for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16, Matrix::Kind::U8}) {
+        for (int threads : {1, 2}) {
+          gemm(t.as(kind), X.data(), T, Y.data(), tile.data(), threads);
+          for (int j = 0; j < rows; ++j) {
+            // The int8 dequantisation itself is fp32 ((q+.5)*ry)*rx + my + mx: one
+            // more rounding per element than the double row.
+            std::vector<float> deq(cols);
+            if (kind == Matrix::Kind::U8) dequant_row_u8(t.as(kind), j, deq.data());
+            auto r = t.row(kind, j);
+            for (int tt = 0; tt < T; ++tt) {
+              double want = 0, abs_sum = 0;
+              for (int i = 0; i < cols; ++i) {
+                const double w = kind == Matrix::Kind::U8 ? double(deq[i]) : r[i];
+                want += w * X[size_t(tt) * cols + i];
+                abs_sum += std::abs(w * X[size_t(tt) * cols + i]);
+              }
+              ASSERT_NEAR(Y[size_t(tt) * rows + j], want, bound(abs_sum, cols))
+                  << "kind " << int(kind) << " T " << T << " row " << j << " threads " << threads;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// dequant_row_u8 is the reference's element formula, evaluated in fp32 in the
+// reference's order: ((q + 0.5) * ry) * rx + my + mx.
+TEST(CpuKernels, DequantRowIsTheReferenceFormula) {
+  std::mt19937 g(6);
+  TestMatrix t = make_matrix(g, 9, 33);
+  const Matrix m = t.as(Matrix::Kind::U8);
+  std::vector<float> out(33);
+  for (int j = 0; j < 9; ++j) {
+    dequant_row_u8(m, j, out.data());
+    for (int i = 0; i < 33; ++i) {
+      const float want = ((float(t.q[size_t(j) * 33 + i]) + 0.5f) * t.ry[i]) * t.rx[j] + t.my[i] + t.mx[j];
+      ASSERT_EQ(out[i], want) << j << "," << i;
+    }
+  }
+}
