@@ -246,21 +246,16 @@ int main(int argc, char** argv) {
       out.end_line();
       auto line = term.read_line(prompt);
       if (!line) break;
+      term.turn_started();
       session.handle(*line);
       term.turn_finished();
       if (term.quit_requested()) break;
     }
-    std::cout << "\nBye.\n" << std::flush;
-    // Leave without tearing the engine down: everything the user keeps is
-    // already written (session files are written atomically), and unloading
-    // the backend plugins while their OpenMP worker threads still exist can
-    // crash at exit (libgomp goes away with the plugin).
-    std::fflush(nullptr);
-    std::_Exit(0);
+    std::cout << "\nBye.\n";
+    return 0;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "corvid-chat: %s\n", e.what());
-    std::fflush(nullptr);
-    std::_Exit(1);  // as above: no plugin unloading on the way out
+    return 1;
   }
 }

@@ -17,12 +17,14 @@ namespace {
 // Signal-handler state: only lock-free atomics are touched in the handler.
 std::atomic<bool>* g_interrupt = nullptr;
 std::atomic<int> g_sigint_count{0};
-std::atomic<bool> g_at_prompt{false};
+std::atomic<bool> g_busy{false};  // a command is running (a reply may be streaming)
 std::atomic<bool> g_quit{false};
 
 void on_sigint(int) {
   int n = ++g_sigint_count;
-  if (g_at_prompt.load() || n >= 2) g_quit = true;
+  // Outside a command (at the prompt, or between commands) Ctrl-C quits; during
+  // one it stops the reply, and a second one quits.
+  if (!g_busy.load() || n >= 2) g_quit = true;
   if (g_interrupt) g_interrupt->store(true);
 }
 
@@ -74,7 +76,6 @@ Terminal::~Terminal() {
 
 std::optional<std::string> Terminal::read_line(const std::string& prompt) {
   if (g_quit) return std::nullopt;
-  g_at_prompt = true;
   std::optional<std::string> out;
   if (interactive_) {
     char* line = readline(prompt.c_str());
@@ -94,13 +95,20 @@ std::optional<std::string> Terminal::read_line(const std::string& prompt) {
       out = std::move(s);
     }
   }
-  g_at_prompt = false;
   if (g_quit) return std::nullopt;
   return out;
 }
 
 bool Terminal::quit_requested() const { return g_quit.load(); }
 
-void Terminal::turn_finished() { g_sigint_count = 0; }
+void Terminal::turn_started() {
+  g_sigint_count = 0;
+  g_busy = true;
+}
+
+void Terminal::turn_finished() {
+  g_busy = false;
+  g_sigint_count = 0;
+}
 
 }  // namespace corvid_chat

@@ -1,9 +1,9 @@
 // The terminal side of corvid-chat: line input (libedit with history when stdin
 // is a terminal, plain lines when it is piped) and Ctrl-C handling.
 //
-// Ctrl-C while a reply is being generated sets the session's interrupt flag
-// (the reply stops at the next token). Ctrl-C at the input prompt, or a second
-// Ctrl-C before the first was handled, asks to quit. Ctrl-D quits.
+// Ctrl-C while a command runs sets the session's interrupt flag (a streaming
+// reply stops at the next token). Ctrl-C at the input prompt (or anywhere
+// outside a command), or a second Ctrl-C during one, asks to quit. Ctrl-D quits.
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,8 @@ class Terminal {
   std::optional<std::string> read_line(const std::string& prompt);
   // Whether the user asked to quit (Ctrl-C at the prompt or twice in a row).
   bool quit_requested() const;
-  // Called after a turn: a pending single Ctrl-C has been used to stop the reply.
+  // Around each command: inside, Ctrl-C interrupts instead of quitting.
+  void turn_started();
   void turn_finished();
 
  private:

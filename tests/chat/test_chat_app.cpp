@@ -163,6 +163,19 @@ struct Pty {
     }
   }
   void send(const std::string& s) { (void)!write(fd, s.data(), s.size()); }
+  // Like a person: a moment after the prompt shows before typing (libedit
+  // switches the terminal mode right after printing it).
+  void settle() {
+    pollfd p{fd, POLLIN, 0};
+    auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) {
+      if (poll(&p, 1, 50) > 0) {
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) seen.append(buf, size_t(n));
+      }
+    }
+  }
   int wait_exit(int timeout_ms = 20000) {
     auto t0 = std::chrono::steady_clock::now();
     while (true) {
@@ -170,6 +183,14 @@ struct Pty {
       pid_t r = waitpid(pid, &st, WNOHANG);
       if (r == pid) {
         pid = -1;
+        // Drain what the child wrote before it exited.
+        pollfd p{fd, POLLIN, 0};
+        char buf[4096];
+        while (poll(&p, 1, 200) > 0) {
+          ssize_t n = read(fd, buf, sizeof buf);
+          if (n <= 0) break;
+          seen.append(buf, size_t(n));
+        }
         return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       }
       // Keep draining the terminal so the child never blocks on output.
@@ -191,6 +212,7 @@ TEST(ChatApp, CtrlCStopsTheReplyAndTheProgramLivesOn) {
   // The raw fixture's replies run to 999 tokens: long enough to interrupt.
   Pty p(fixture_args("chat_model_raw.safetensors"));
   ASSERT_NE(p.wait_for("Bob: "), std::string::npos) << p.seen;
+  p.settle();
   size_t mark = p.seen.size();
   p.send("Tell me a long story\r");
   ASSERT_NE(p.wait_for("Alice:", mark), std::string::npos) << p.seen;
@@ -198,11 +220,14 @@ TEST(ChatApp, CtrlCStopsTheReplyAndTheProgramLivesOn) {
   size_t stopped = p.wait_for("[stopped]", mark);
   ASSERT_NE(stopped, std::string::npos) << p.seen.substr(mark);
   ASSERT_NE(p.wait_for("Bob: ", stopped), std::string::npos) << p.seen.substr(mark);
+  p.settle();
   // Still alive: another turn, then the history is there (up arrow) and +stats works.
   mark = p.seen.size();
   p.send("+stats\r");
-  ASSERT_NE(p.wait_for("Last turn:", mark), std::string::npos) << p.seen.substr(mark);
-  ASSERT_NE(p.wait_for("Bob: ", mark), std::string::npos);
+  size_t stats = p.wait_for("Last turn:", mark);
+  ASSERT_NE(stats, std::string::npos) << p.seen.substr(mark);
+  ASSERT_NE(p.wait_for("Bob: ", stats), std::string::npos);
+  p.settle();
   // Ctrl-C at the prompt quits cleanly.
   mark = p.seen.size();
   p.send("\x03");
@@ -212,11 +237,17 @@ TEST(ChatApp, CtrlCStopsTheReplyAndTheProgramLivesOn) {
 
 TEST(ChatApp, CtrlDQuits) {
   if (!have_cpu_backend()) GTEST_SKIP() << "no cpu fp32 backend plugin";
-  Pty p(fixture_args());
+  auto args = fixture_args();
+  args.push_back("--temp=0");  // greedy: a short reply on this fixture
+  Pty p(args);
   ASSERT_NE(p.wait_for("Bob: "), std::string::npos) << p.seen;
+  p.settle();
   size_t mark = p.seen.size();
   p.send("hello\r");
-  ASSERT_NE(p.wait_for("Bob: ", mark + 1), std::string::npos) << p.seen.substr(mark);
+  size_t reply = p.wait_for("Alice:", mark);
+  ASSERT_NE(reply, std::string::npos) << p.seen.substr(mark);
+  ASSERT_NE(p.wait_for("Bob: ", reply), std::string::npos) << p.seen.substr(mark);
+  p.settle();
   p.send("\x04");
   EXPECT_EQ(p.wait_exit(), 0) << p.seen;
   EXPECT_NE(p.seen.find("Bye."), std::string::npos);
