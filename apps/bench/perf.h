@@ -38,7 +38,8 @@ void add_perf_options(boost::program_options::options_description& desc, PerfOpt
 int run_perf(const PerfOptions& o);
 
 // Sustained read bandwidth in bytes/s: `threads` threads sum a `bytes` buffer
-// (AVX-512/AVX2 when the CPU has them), best of `passes` passes. Exposed for tests.
+// (AVX-512/AVX2 when the CPU has them), best of `passes` plain and `passes`
+// software-prefetching passes.
 double measure_read_bandwidth(size_t bytes, int threads, int passes);
 
 }  // namespace corvid_bench
