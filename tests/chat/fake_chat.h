@@ -60,18 +60,18 @@ inline int32_t id_of(char c) { return int32_t(static_cast<unsigned char>(c)) + 1
 // every call (tests use it to press "Ctrl-C" mid-reply).
 class Model final : public corvid::chat::ChatModel {
  public:
-  static constexpr int V = 260;
+  static constexpr int V = 260;  // the default vocabulary size (n_vocab() may be larger)
   struct Box final : StateBox {
     float h[4] = {0, 0, 0, 0};
   };
-  explicit Model(uint64_t fingerprint = 42) : fp_(fingerprint) {}
+  explicit Model(uint64_t fingerprint = 42, int n_vocab = V) : fp_(fingerprint), n_vocab_(n_vocab) {}
 
   std::vector<float> fixed;
   std::function<void()> on_forward;
   int forward_calls = 0;
   size_t tokens_fed = 0;
 
-  int n_vocab() const override { return V; }
+  int n_vocab() const override { return n_vocab_; }
   std::unique_ptr<StateBox> new_state() const override { return std::make_unique<Box>(); }
   void copy_state(const StateBox& from, StateBox& to) const override {
     std::memcpy(static_cast<Box&>(to).h, static_cast<const Box&>(from).h, sizeof(Box::h));
@@ -84,7 +84,7 @@ class Model final : public corvid::chat::ChatModel {
     ++forward_calls;
     tokens_fed += tokens.size();
     if (logits) {
-      for (int v = 0; v < V; ++v) {
+      for (int v = 0; v < n_vocab_; ++v) {
         if (!fixed.empty()) {
           logits[v] = fixed[size_t(v)];
           continue;
@@ -97,7 +97,7 @@ class Model final : public corvid::chat::ChatModel {
     if (on_forward) on_forward();
   }
   void forward_all(std::span<const int32_t> tokens, StateBox& st, float* out) override {
-    for (size_t i = 0; i < tokens.size(); ++i) forward(tokens.subspan(i, 1), st, out + i * V);
+    for (size_t i = 0; i < tokens.size(); ++i) forward(tokens.subspan(i, 1), st, out + i * size_t(n_vocab_));
   }
   std::vector<float> serialize_state(const StateBox& st) const override {
     const float* h = static_cast<const Box&>(st).h;
@@ -119,6 +119,7 @@ class Model final : public corvid::chat::ChatModel {
 
  private:
   uint64_t fp_;
+  int n_vocab_;
 };
 
 }  // namespace fake

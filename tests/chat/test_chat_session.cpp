@@ -9,6 +9,8 @@
 
 #include "corvid/chat/session.h"
 #include "corvid/chat/text.h"
+#include "corvid/plugins/registry.h"
+#include "corvid/plugins/tokenizer_loader.h"
 #include "corvid/sdk/error.h"
 #include "fake_chat.h"
 
@@ -511,4 +513,31 @@ TEST(ChatSession, OutputNeverSplitsAUtf8Character) {
   EXPECT_EQ(calls, script.size() + 1);  // the prompt, then one call per reply token
   EXPECT_NE(f.out.text.find("Alice:\xC3\xA9!\n\n"), std::string::npos) << f.out.text;
   for (const std::string& p : f.out.pieces) EXPECT_TRUE(chat::utf8_valid(p)) << p;
+}
+
+// With the real 20B tokenizer (../shared): END_OF_LINE is 187, the init prompt's
+// final "\n\n" (535) is fed as 187, 187, and the four AVOID_REPEAT marks are
+// single tokens (chat.py asserts it).
+TEST(ChatSession, NeoxTokenizerFixTokensAndAvoidRepeat) {
+  const std::string path = std::string(CORVID_SHARED_DIR) + "/tokenizers/20B_tokenizer.json";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  PluginRegistry reg({CORVID_PLUGIN_DIR});
+  auto tok = load_tokenizer(reg, path);
+  fake::Model model(42, 50277);
+  Captured out;
+  ChatSession s(model, *tok, std::make_shared<Template>(), greedy(), out);
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(s.end_of_line(), 187);
+  ASSERT_EQ(tok->encode("\n\n"), std::vector<int32_t>{535});
+  auto plain = tok->encode("\nHello there.\n\nBob: hi\n\nAlice: hello\n\n");
+  ASSERT_EQ(plain.back(), 535);
+  plain.back() = 187;
+  plain.push_back(187);
+  EXPECT_EQ(s.tokens(), plain);
+  for (const char* mark : {"\xEF\xBC\x8C", "\xEF\xBC\x9A", "\xEF\xBC\x9F", "\xEF\xBC\x81"}) {
+    auto t = tok->encode(mark);
+    ASSERT_EQ(t.size(), 1u) << mark;
+    s.handle(std::string("+gen x") + mark);
+    EXPECT_EQ(s.snapshot(Snap::Gen0).logits[size_t(t[0])], -1e9f) << mark;
+  }
 }
