@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
     chat::ChatSession session(*cmodel, *tok, tpl, settings, out, loader);
     corvid_chat::Terminal term(&session.interrupt_flag());
 
-    std::cout << "Loaded in " << engine->load_seconds() << " s: " << chat::make_engine_chat_model(*engine)->identity().description
+    std::cout << "Loaded in " << engine->load_seconds() << " s: " << cmodel->identity().description
               << ", tokenizer " << tokenizer_path << " (" << tok->kind() << ")\n\nRun prompt...\n" << std::flush;
     if (!session.start()) {
       std::cout << "\nInterrupted.\n";

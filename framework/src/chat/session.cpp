@@ -210,7 +210,6 @@ int32_t ChatSession::draw(const TurnParams& p) {
 }
 
 void ChatSession::reply(const TurnParams& p) {
-  const size_t begin = tokens_.size();
   write(tpl_->bot_name() + tpl_->interface_str());
   penalty_.reset();
   pending_.clear();
@@ -263,7 +262,6 @@ void ChatSession::reply(const TurnParams& p) {
   stats_.decode_tokens = generated;
   stats_.decode_seconds = seconds_since(t0);
   stats_.valid = true;
-  (void)begin;
   save_snap(Snap::Chat);
 }
 
