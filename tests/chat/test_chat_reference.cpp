@@ -128,6 +128,7 @@ void run_chat_case(const std::string& model_file, const std::string& expected_fi
   ASSERT_TRUE(s.start());
   ASSERT_EQ(s.tokens(), ref["init_tokens"].get<std::vector<int32_t>>());
   expect_close(s.state_data(), ref["init_state"], "init state");
+  const std::vector<float> init_state = s.state_data();
   for (const json& cmd : ref["commands"]) {
     std::string input = cmd["input"].get<std::string>();
     SCOPED_TRACE(input);
@@ -136,6 +137,7 @@ void run_chat_case(const std::string& model_file, const std::string& expected_fi
     out.text.clear();
     s.handle(line);
     if (!compare_tokens(s.tokens(), cmd, input)) return;
+    if (input == "+reset") EXPECT_EQ(s.state_data(), init_state);  // bit for bit
     if (input.rfind("+PROMPT", 0) != 0) EXPECT_EQ(out.text, cmd["printed"].get<std::string>());
     if (!cmd["state_after"].empty()) expect_close(s.state_data(), cmd["state_after"], "state after " + input);
   }
@@ -144,6 +146,41 @@ void run_chat_case(const std::string& model_file, const std::string& expected_fi
 }  // namespace
 
 TEST(ChatReference, GreedySessionWithEveryCommand) { run_chat_case("chat_model.safetensors", "chat_expected.json"); }
+
+// +save / +load with the Engine's real state: bit-exact, in this session and in
+// a new one, and the conversation continues identically.
+TEST(ChatReference, SaveLoadRoundTripOnTheEngine) {
+  std::string skip;
+  Loaded l = load("chat_model.safetensors", skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  auto tpl = l.engine->registry().create_prompt_template("raven-chat", {});
+  ChatSettings st;
+  st.seed = 11;
+  Captured out;
+  ChatSession a(*l.model, *l.tok, tpl, st, out);
+  ASSERT_TRUE(a.start());
+  a.handle("Hello there");
+  a.handle("+gen A story");
+  a.handle("What now?");
+  const std::string path = (std::filesystem::temp_directory_path() / "corvid_engine.session").string();
+  a.save(path);
+  const auto tokens = a.tokens();
+  const auto state = a.state_data();
+  a.handle("Tell me more");
+  const auto next = a.tokens();
+  const auto next_state = a.state_data();
+
+  ChatSession b(*l.model, *l.tok, tpl, st, out);  // a fresh session, different RNG history
+  ASSERT_TRUE(b.start());
+  b.handle("something else");
+  b.load(path);
+  EXPECT_EQ(b.tokens(), tokens);
+  EXPECT_EQ(b.state_data(), state);
+  b.handle("Tell me more");
+  EXPECT_EQ(b.tokens(), next);
+  EXPECT_EQ(b.state_data(), next_state);
+  std::filesystem::remove(path);
+}
 
 TEST(ChatReference, RepliesThatRunTo999TokensAndStrictUtf8) {
   run_chat_case("chat_model_raw.safetensors", "chat_expected_raw.json");
