@@ -30,6 +30,7 @@
 #include "corvid/plugins/tokenizer_loader.h"
 #include "corvid/runtime/engine.h"
 #include "corvid/sdk/error.h"
+#include "corvid/runtime/plan_preview.h"
 #include "corvid/strategy/config.h"
 #include "corvid/strategy/plan.h"
 #include "corvid/util/version.h"
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
     ("help,h", "show this help")
     ("version", "print the version")
     ("model,m", po::value(&model), "checkpoint (.pth or .safetensors); without it, the built-in demo model")
+    ("print-plan", "print the resolved plan (what runs where, weight bytes per device) and exit")
+    ("json", "with --print-plan: one JSON object")
     ("strategy,s", po::value(&strategy), "strategy, e.g. \"cpu fp32\", \"cuda fp16\", \"cuda fp16i8 *20 -> cpu fp32\" (default cpu fp32)")
     ("config,c", po::value(&config), "XML config with model, pipeline, tokenizer, template and sampling")
     ("tokenizer", po::value(&tokenizer_path), "tokenizer file (default: 20B_tokenizer.json or rwkv_vocab_v20230424.txt beside the model)")
@@ -151,10 +154,10 @@ int main(int argc, char** argv) {
       if (!vm.count("penalty-decay") && sd.penalty_decay) decay = *sd.penalty_decay;
       if (!vm.count("seed") && sd.seed) seed = *sd.seed;
     }
-    if (!spec) {
-      parsed = parse_strategy(strategy.empty() ? "cpu fp32" : strategy);
+    if (!spec && !strategy.empty()) {  // none: the model file's own (converted) or cpu fp32
+      parsed = parse_strategy(strategy);
       spec = &parsed;
-      if (!strategy.empty()) rescale_override = -1;
+      rescale_override = -1;
     }
     for (const std::string& kv : template_opts) {
       size_t eq = kv.find('=');
@@ -194,13 +197,19 @@ int main(int argc, char** argv) {
       if (!fs::exists(model))
         throw Error(model + ": the demo model is missing (it is made when Corvid is built); give --model FILE");
     }
+    if (vm.count("print-plan")) {
+      PluginRegistry reg(plugin_dirs);
+      Plan plan = preview_plan(model, spec, rescale_override, reg);
+      std::cout << (vm.count("json") ? plan_to_json(plan) + "\n" : plan_to_text(plan));
+      return 0;
+    }
     std::cout << "Corvid chat " << version_string() << " - RWKV language models in C++ (ChatRWKV-compatible)\n";
     if (demo) {
       std::cout << "\n*** No --model given: running the built-in DEMO model. It is tiny and UNTRAINED, ***\n"
                 << "*** so every reply is random noise. It only shows how corvid-chat works.        ***\n\n"
                 << kGetARealModel << "\n";
     }
-    std::cout << "Model " << model << " - strategy " << spec->normalized << " - prompt "
+    std::cout << "Model " << model << " - strategy " << (spec ? spec->normalized : std::string("(default)")) << " - prompt "
               << (prompt_file.empty() ? (topts.count("prompt_file") ? topts["prompt_file"] : "built-in (" + template_name + ")")
                                       : prompt_file)
               << "\nLoading model...\n"
@@ -230,6 +239,7 @@ int main(int argc, char** argv) {
     chat::ChatSession session(*cmodel, *tok, tpl, settings, out, loader);
     corvid_chat::Terminal term(&session.interrupt_flag());
 
+    if (vm.count("verbose")) std::cerr << plan_to_text(engine->plan());
     std::cout << "Loaded in " << engine->load_seconds() << " s: " << cmodel->identity().description
               << ", tokenizer " << tokenizer_path << " (" << tok->kind() << ")\n\nRun prompt...\n" << std::flush;
     if (!session.start()) {
@@ -237,7 +247,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::cout << session.help_text() << "\n"
-              << model << " - " << spec->normalized << "\n"
+              << model << " - " << engine->plan().strategy << "\n"
               << session.init_display() << std::flush;
     if (demo) std::cout << "\n(demo model: replies are noise; run corvid-chat --help for how to use a real model)\n";
 

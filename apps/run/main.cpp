@@ -21,6 +21,7 @@
 #include "corvid/plugins/registry.h"
 #include "corvid/plugins/tokenizer_loader.h"
 #include "corvid/runtime/engine.h"
+#include "corvid/runtime/plan_preview.h"
 #include "corvid/sdk/error.h"
 #include "corvid/strategy/config.h"
 #include "corvid/strategy/plan.h"
@@ -128,36 +129,27 @@ int main(int argc, char** argv) {
     }
 
     if (vm.count("print-plan")) {
-      ModelHParams hp;
+      PluginRegistry reg(plugin_dirs);
+      Plan plan;
       if (!model.empty()) {
-        auto ck = Checkpoint::open(model);
-        if (is_converted(*ck)) {
-          ConvertedInfo info = read_converted_info(*ck);
-          hp = info.hp;
-          if (!spec) {
-            parsed = parse_strategy(info.strategy);
-            spec = &parsed;
-          }
-        } else {
-          hp = detect_hparams(*ck);
-        }
-        if (!config.empty()) validate_config_against_model(cfg, hp.n_layer);
+        if (!config.empty()) validate_config_against_model(cfg, checkpoint_hparams(*Checkpoint::open(model)).n_layer);
+        plan = preview_plan(model, spec, rescale_override, reg);
       } else if (n_layer > 0) {
+        ModelHParams hp;
         hp.n_layer = n_layer;
         hp.n_embd = hp.n_att = n_embd;
         hp.n_ffn = 4 * n_embd;
         hp.n_vocab = n_vocab;
+        if (!spec) {
+          parsed = parse_strategy("cpu fp32");
+          spec = &parsed;
+        }
+        plan = assign_slots(*spec, hp.n_layer, rescale_override);
+        hp.rescale_layer = plan.rescale_layer;
+        resolve_backends(plan, *spec, reg, hp);
       } else {
         throw Error("--print-plan needs --model FILE or --n-layer N");
       }
-      if (!spec) {
-        parsed = parse_strategy("cpu fp32");
-        spec = &parsed;
-      }
-      Plan plan = assign_slots(*spec, hp.n_layer, rescale_override);
-      hp.rescale_layer = plan.rescale_layer;
-      PluginRegistry reg(plugin_dirs);
-      resolve_backends(plan, *spec, reg, hp);
       std::cout << (vm.count("json") ? plan_to_json(plan) + "\n" : plan_to_text(plan));
       return 0;
     }
