@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <vector>
+
 #include <oneapi/dnnl/dnnl.h>
 
 #include "corvid/sdk/dtype.h"
@@ -323,32 +325,63 @@ void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, in
   }
 }
 
-void dequant_row_u8(const Matrix& W, int j, float* out) {
+// Plain loops, cloned for AVX-512 / AVX2 / baseline and picked at load time
+// (GCC function multiversioning), so the compiler vectorises them safely.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void widen_row_bf16(const uint16_t* src, float* dst, int n) {
+  for (int i = 0; i < n; ++i) {
+    const uint32_t u = uint32_t(src[i]) << 16;
+    std::memcpy(dst + i, &u, 4);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dequant_row_u8(const Matrix& W, int j, float* out) {
   const uint8_t* q = W.q + size_t(j) * W.cols;
   const float rx = W.rx[j], mx = W.mx[j];
   for (int i = 0; i < W.cols; ++i) out[i] = ((float(q[i]) + 0.5f) * W.ry[i]) * rx + W.my[i] + mx;
 }
 
-void gemm(const Matrix& W, const float* X, int T, float* Y, float* tile, int threads) {
+struct GemmContext::Impl {
+  std::vector<float> tile;
+};
+
+GemmContext::GemmContext() : impl_(new Impl) {}
+GemmContext::~GemmContext() { delete impl_; }
+
+namespace {
+
+int tile_rows(int K) { return int(std::max<size_t>(16, kTileFloats / size_t(std::max(K, 1)))); }
+
+// Sizes oneDNN's OpenMP pool for this call and restores the caller's setting.
+struct OmpThreads {
+  int saved;
+  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(std::max(1, n)); }
+  ~OmpThreads() { omp_set_num_threads(saved); }
+};
+
+}  // namespace
+
+void GemmContext::reserve(int max_cols) { impl_->tile.resize(size_t(tile_rows(max_cols)) * size_t(max_cols)); }
+
+void GemmContext::gemm(const Matrix& W, const float* X, int T, float* Y, int threads) {
   const int R = W.rows, K = W.cols;
-  omp_set_num_threads(threads);  // oneDNN (OpenMP runtime) and our loops share the OpenMP pool
+  OmpThreads omp_threads(threads);
   if (W.kind == Matrix::Kind::F32) {
     // Y[T][R] = X[T][K] * W[R][K]^T
     if (dnnl_sgemm('N', 'T', T, R, K, 1.f, X, K, W.f32, K, 0.f, Y, R) != dnnl_success)
       throw Error("cpu_onednn: dnnl_sgemm failed");
     return;
   }
-  for (int j0 = 0; j0 < R; j0 += kTileRows) {
-    const int n = std::min(kTileRows, R - j0);
+  const int rows_per_tile = std::min(R, tile_rows(K));
+  if (impl_->tile.size() < size_t(rows_per_tile) * K) impl_->tile.resize(size_t(rows_per_tile) * K);
+  float* tile = impl_->tile.data();
+  for (int j0 = 0; j0 < R; j0 += rows_per_tile) {
+    const int n = std::min(rows_per_tile, R - j0);
+    if (W.kind == Matrix::Kind::BF16) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int j = 0; j < n; ++j) {
-      float* dst = tile + size_t(j) * K;
-      if (W.kind == Matrix::Kind::BF16) {
-        const uint16_t* src = W.bf16 + size_t(j0 + j) * K;
-        for (int i = 0; i < K; ++i) dst[i] = bf16_to_f32(src[i]);
-      } else {
-        dequant_row_u8(W, j0 + j, dst);
-      }
+      for (int j = 0; j < n; ++j) widen_row_bf16(W.bf16 + size_t(j0 + j) * K, tile + size_t(j) * K, K);
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int j = 0; j < n; ++j) dequant_row_u8(W, j0 + j, tile + size_t(j) * K);
     }
     if (dnnl_sgemm('N', 'T', T, n, K, 1.f, X, K, tile, K, 0.f, Y + j0, R) != dnnl_success)
       throw Error("cpu_onednn: dnnl_sgemm failed");

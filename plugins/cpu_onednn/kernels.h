@@ -53,10 +53,33 @@ struct GemvScratch {
 // y[j] = sum_i x[i] * W[j][i], j in [0, rows). threads >= 1.
 void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, int threads);
 
-// Y[t][j] = sum_i X[t][i] * W[j][i] for t < T. `tile` is scratch of
-// tile_rows * cols floats for widening bf16/int8 weights.
-constexpr int kTileRows = 128;
-void gemm(const Matrix& W, const float* X, int T, float* Y, float* tile, int threads);
+// Sequence-mode products: Y[t][j] = sum_i X[t][i] * W[j][i] for t < T, on
+// oneDNN's sgemm (one OpenMP pool with our kernels, sized to `threads` per call):
+//   F32:  dnnl_sgemm on the (out, in) weights as they are;
+//   BF16: tiles of rows widened to fp32 (exact), then sgemm: bf16 x bf16
+//         products are exact in fp32 and accumulate in fp32 either way, and
+//         oneDNN 2.6's bf16 matmul on plain (out, in) weights measured slower
+//         (brgemm re-packs the transposed weights on every call: 83 vs 138
+//         GFLOPS at 256x1024x1024, 1 thread);
+//   U8:   tiles dequantised to fp32 exactly as the reference's fallback does
+//         ((q + 0.5) ry rx + my + mx), then sgemm: the reference's x @ W_deq.
+// A tile holds about kTileFloats weights (8 MiB of fp32), so each sgemm call
+// has a wide N and X is re-packed only a few times per product.
+constexpr size_t kTileFloats = size_t(2) << 20;
+class GemmContext {
+ public:
+  GemmContext();
+  ~GemmContext();
+  GemmContext(const GemmContext&) = delete;
+  GemmContext& operator=(const GemmContext&) = delete;
+  // Pre-sizes the tile for rows of up to max_cols (no allocation per call).
+  void reserve(int max_cols);
+  void gemm(const Matrix& W, const float* X, int T, float* Y, int threads);
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
 
 // Kernel variants, exposed for tests and micro-benchmarks.
 float dot_f32(Isa isa, const float* a, const float* b, int n);
@@ -66,5 +89,7 @@ float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n);
 // Row j of W widened to fp32 as the reference's int8 fallback computes it:
 // ((q + 0.5) * ry) * rx + my + mx, each step in fp32.
 void dequant_row_u8(const Matrix& W, int j, float* out);
+// bf16 row widened to fp32 (exact).
+void widen_row_bf16(const uint16_t* src, float* dst, int n);
 
 }  // namespace corvid::cpu

@@ -150,7 +150,7 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   for (auto* b : {&xx_, &kx_, &vx_, &rx_, &r_, &k_, &v_, &wkv_, &tmp_}) b->assign(Tm * W, 0.f);
   ffk_.assign(Tm * size_t(F), 0.f);
   size_t widest = size_t(std::max({C, A, F}));
-  tile_.assign(size_t(kTileRows) * widest, 0.f);
+  gemm_.reserve(int(widest));
   xs_.assign(widest, 0.f);
   xb_.assign(widest + 64, 0);
 }
@@ -179,7 +179,7 @@ void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
     GemvScratch s{xs_.data(), xb_.data()};
     gemv(isa_, W, X, Y, s, threads_);
   } else {
-    gemm(W, X, T, Y, tile_.data(), threads_);
+    gemm_.gemm(W, X, T, Y, threads_);
   }
 }
 

@@ -61,8 +61,9 @@ class Rwkv4Stage : public Stage {
   const float *lnout_w_ = nullptr, *lnout_b_ = nullptr;
   Matrix head_;
   // Scratch, sized once for chunk_len rows: no allocation per token.
-  std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_, tile_, xs_;
+  std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_, xs_;
   std::vector<uint16_t> xb_;
+  GemmContext gemm_;  // sequence-mode scratch and oneDNN primitives
 };
 
 }  // namespace corvid::cpu

@@ -94,9 +94,10 @@ void BM_Gemm(benchmark::State& state) {
   const auto kind = Matrix::Kind(state.range(0));
   const int T = int(state.range(1)), rows = int(state.range(2)), cols = int(state.range(3)), threads = int(state.range(4));
   const Weights& w = weights(rows, cols);
-  std::vector<float> X(size_t(T) * cols, 0.25f), Y(size_t(T) * rows), tile(size_t(kTileRows) * cols);
+  std::vector<float> X(size_t(T) * cols, 0.25f), Y(size_t(T) * rows);
+  GemmContext ctx;
   for (auto _ : state) {
-    gemm(w.get(kind, 0), X.data(), T, Y.data(), tile.data(), threads);
+    ctx.gemm(w.get(kind, 0), X.data(), T, Y.data(), threads);
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(int64_t(state.iterations()) * 2 * T * int64_t(rows) * cols);

@@ -197,16 +197,16 @@ TEST(CpuKernels, GemvEveryKindPathAndThreadCount) {
 // int8 path multiplies by exactly the reference's dequantised fp32 matrix.
 TEST(CpuKernels, GemmEveryKind) {
   std::mt19937 g(5);
-  const std::pair<int, int> shapes[] = {{37, 24}, {300, 65}, {24, 96}};
+  const std::pair<int, int> shapes[] = {{37, 24}, {300, 65}, {24, 96}, {600, 33}};  // 600 rows: several int8 tiles
   for (auto [rows, cols] : shapes) {
     TestMatrix t = make_matrix(g, rows, cols);
     for (int T : {2, 5, 16}) {
       std::vector<float> X = randn(g, size_t(T) * cols), Y(size_t(T) * rows);
       for (float& v : X) v = bf16_round(v);
-      std::vector<float> tile(size_t(kTileRows) * cols);
+      GemmContext ctx;
       for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16, Matrix::Kind::U8}) {
         for (int threads : {1, 2}) {
-          gemm(t.as(kind), X.data(), T, Y.data(), tile.data(), threads);
+          ctx.gemm(t.as(kind), X.data(), T, Y.data(), threads);
           for (int j = 0; j < rows; ++j) {
             // The int8 dequantisation itself is fp32 ((q+.5)*ry)*rx + my + mx: one
             // more rounding per element than the double row.
