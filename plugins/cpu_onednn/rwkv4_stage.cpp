@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "corvid/sdk/error.h"
+#include "elementwise.h"
 #include "layout.h"
 
 namespace corvid::cpu {
@@ -183,39 +184,6 @@ void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
   }
 }
 
-namespace {
-
-// LayerNorm over C, eps 1e-5, biased variance; moments in double (§4.0).
-template <bool BF16>
-void layer_norm(const float* x, const float* w, const float* b, float* y, int C) {
-  double mean = 0, var = 0;
-  for (int i = 0; i < C; ++i) mean += x[i];
-  mean /= C;
-  for (int i = 0; i < C; ++i) var += (x[i] - mean) * (x[i] - mean);
-  var /= C;
-  const double rstd = 1.0 / std::sqrt(var + 1e-5);
-  for (int i = 0; i < C; ++i) y[i] = round_act(BF16, float((x[i] - mean) * rstd * w[i] + b[i]));
-}
-
-template <bool BF16>
-inline float A(float v) { return round_act(BF16, v); }
-
-inline float sigmoid(float v) { return float(1.0 / (1.0 + std::exp(-double(v)))); }
-
-// Token shift: row t mixes with row t-1, row 0 with the stage state.
-//   x_k = x̂⊙μ + ŝ⊙(1−μ)   (each product and the sum in the atype)
-template <bool BF16>
-void token_mix(const float* xx, const float* shift, const float* mu, const float* one_minus_mu, float* out, int T, int C) {
-  for (int t = 0; t < T; ++t) {
-    const float* s = t == 0 ? shift : xx + size_t(t - 1) * C;
-    const float* cur = xx + size_t(t) * C;
-    float* o = out + size_t(t) * C;
-    for (int i = 0; i < C; ++i) o[i] = A<BF16>(A<BF16>(cur[i] * mu[i]) + A<BF16>(s[i] * one_minus_mu[i]));
-  }
-}
-
-}  // namespace
-
 void Rwkv4Stage::forward(float* x, int T, StageState& state, const ForwardOptions& opts) {
   auto* st = dynamic_cast<Rwkv4State*>(&state);
   if (!st) throw Error("cpu_onednn: state belongs to another backend");
@@ -228,11 +196,17 @@ template <bool BF16>
 void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts) {
   const int C = hp_.n_embd, Aa = hp_.n_att, F = hp_.n_ffn;
   const int R = hp_.rescale_layer;
-  // A kernel whose output the reference keeps in fp32 (k, v of TimeMix) is
-  // rounded to the atype only when the reference's matmul returns the atype
-  // first: bf16 does, fp32/fp32i8 are fp32 already.
-  if (BF16)
-    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i]);  // x.to(atype) entering the stage
+  const size_t TC = size_t(T) * C, TA = size_t(T) * Aa, TF = size_t(T) * F;
+  if (BF16) ew::round_bf16(x, TC);  // x.to(atype) entering the stage
+
+  // Token shift: row t mixes with row t-1, row 0 with the state ŝ; ŝ leaves
+  // with the last row.
+  auto shift_mix = [&](const float* xx, const float* shift, const std::vector<float>& mu,
+                       const std::vector<float>& one_minus_mu, float* out) {
+    for (int t = 0; t < T; ++t)
+      ew::token_shift_mix(xx + size_t(t) * C, t == 0 ? shift : xx + size_t(t - 1) * C, mu.data(), one_minus_mu.data(),
+                          out + size_t(t) * C, C, BF16);
+  };
 
   for (size_t bi = 0; bi < blocks_.size(); ++bi) {
     const Rwkv4Block& b = blocks_[bi];
@@ -245,67 +219,46 @@ void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts
     float* ffn_shift = s + C + 3 * Aa;
 
     // ---- TimeMix (§4.1) ----------------------------------------------------
-    // x̂ = LN1(x)
-    for (int t = 0; t < T; ++t) layer_norm<BF16>(x + size_t(t) * C, b.ln1_w, b.ln1_b, xx_.data() + size_t(t) * C, C);
-    // x_k, x_v, x_r: token shift mixes with ŝ_att
-    token_mix<BF16>(xx_.data(), att_shift, b.att_mk.data(), b.att_1mk.data(), kx_.data(), T, C);
-    token_mix<BF16>(xx_.data(), att_shift, b.att_mv.data(), b.att_1mv.data(), vx_.data(), T, C);
-    token_mix<BF16>(xx_.data(), att_shift, b.att_mr.data(), b.att_1mr.data(), rx_.data(), T, C);
-    std::memcpy(att_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);  // ŝ ← x̂ (last row)
-    // r = σ(x_r W_r);  k = x_k W_k;  v = x_v W_v
+    // x̂ = LN1(x);  x_k = x̂⊙μ_k + ŝ⊙(1−μ_k)  (x_v, x_r likewise);  ŝ ← x̂
+    for (int t = 0; t < T; ++t) ew::layer_norm(x + size_t(t) * C, b.ln1_w, b.ln1_b, xx_.data() + size_t(t) * C, C, BF16);
+    shift_mix(xx_.data(), att_shift, b.att_mk, b.att_1mk, kx_.data());
+    shift_mix(xx_.data(), att_shift, b.att_mv, b.att_1mv, vx_.data());
+    shift_mix(xx_.data(), att_shift, b.att_mr, b.att_1mr, rx_.data());
+    std::memcpy(att_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);
+    // r = σ(x_r W_r) [atype];  k = x_k W_k,  v = x_v W_v [fp32; a bf16
+    // reference's matmul returns bf16 first, then .float()]
     matmul(b.att_r, rx_.data(), T, r_.data());
     matmul(b.att_k, kx_.data(), T, k_.data());
     matmul(b.att_v, vx_.data(), T, v_.data());
-    for (size_t i = 0; i < size_t(T) * Aa; ++i) {
-      r_[i] = A<BF16>(sigmoid(A<BF16>(r_[i])));
-      k_[i] = A<BF16>(k_[i]);
-      v_[i] = A<BF16>(v_[i]);
+    ew::sigmoid(r_.data(), TA, BF16);
+    if (BF16) {
+      ew::round_bf16(k_.data(), TA);
+      ew::round_bf16(v_.data(), TA);
     }
-    // WKV with the max trick, in fp32, token by token:
-    //   q = max(p, u+k);  wkv = (e^{p-q} a + e^{u+k-q} v) / (e^{p-q} b + e^{u+k-q})
-    //   q' = max(p+w, k); a ← e^{p+w-q'} a + e^{k-q'} v;  b ← e^{p+w-q'} b + e^{k-q'};  p ← q'
+    // WKV with the max trick, fp32 state, token by token; out = r ⊙ wkv
     for (int t = 0; t < T; ++t) {
-      const float* kt = k_.data() + size_t(t) * Aa;
-      const float* vt = v_.data() + size_t(t) * Aa;
-      float* out = wkv_.data() + size_t(t) * Aa;
-      const float* rt = r_.data() + size_t(t) * Aa;
-      for (int i = 0; i < Aa; ++i) {
-        const float ww = b.first[i] + kt[i];
-        const float q = std::max(pp[i], ww);
-        const float e1 = std::exp(pp[i] - q), e2 = std::exp(ww - q);
-        const float wkv = A<BF16>((e1 * aa[i] + e2 * vt[i]) / (e1 * bb[i] + e2));
-        const float w2 = b.decay[i] + pp[i];
-        const float q2 = std::max(w2, kt[i]);
-        const float f1 = std::exp(w2 - q2), f2 = std::exp(kt[i] - q2);
-        aa[i] = f1 * aa[i] + f2 * vt[i];
-        bb[i] = f1 * bb[i] + f2;
-        pp[i] = q2;
-        out[i] = A<BF16>(rt[i] * wkv);  // r ⊙ wkv, in the atype
-      }
+      const size_t o = size_t(t) * Aa;
+      ew::wkv_step(k_.data() + o, v_.data() + o, r_.data() + o, b.first, b.decay, aa, bb, pp, wkv_.data() + o, Aa, BF16);
     }
     // x ← x + (r ⊙ wkv) W_o
     matmul(b.att_o, wkv_.data(), T, tmp_.data());
-    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] + A<BF16>(tmp_[i]));
+    ew::add_residual(x, tmp_.data(), TC, BF16);
 
     // ---- ChannelMix (§4.2) -------------------------------------------------
-    for (int t = 0; t < T; ++t) layer_norm<BF16>(x + size_t(t) * C, b.ln2_w, b.ln2_b, xx_.data() + size_t(t) * C, C);
-    token_mix<BF16>(xx_.data(), ffn_shift, b.ffn_mk.data(), b.ffn_1mk.data(), kx_.data(), T, C);
-    token_mix<BF16>(xx_.data(), ffn_shift, b.ffn_mr.data(), b.ffn_1mr.data(), rx_.data(), T, C);
+    for (int t = 0; t < T; ++t) ew::layer_norm(x + size_t(t) * C, b.ln2_w, b.ln2_b, xx_.data() + size_t(t) * C, C, BF16);
+    shift_mix(xx_.data(), ffn_shift, b.ffn_mk, b.ffn_1mk, kx_.data());
+    shift_mix(xx_.data(), ffn_shift, b.ffn_mr, b.ffn_1mr, rx_.data());
     std::memcpy(ffn_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);
     // r = σ(x_r W_r);  h = max(x_k W_k, 0)²;  x ← x + r ⊙ (h W_v)
     matmul(b.ffn_r, rx_.data(), T, r_.data());
     matmul(b.ffn_k, kx_.data(), T, ffk_.data());
-    for (size_t i = 0; i < size_t(T) * C; ++i) r_[i] = A<BF16>(sigmoid(A<BF16>(r_[i])));
-    for (size_t i = 0; i < size_t(T) * F; ++i) {
-      const float h = std::max(A<BF16>(ffk_[i]), 0.f);
-      ffk_[i] = A<BF16>(h * h);
-    }
+    ew::sigmoid(r_.data(), TC, BF16);
+    ew::relu_square(ffk_.data(), TF, BF16);
     matmul(b.ffn_v, ffk_.data(), T, tmp_.data());
-    for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] + A<BF16>(r_[i] * A<BF16>(tmp_[i])));
+    ew::add_gated_residual(x, r_.data(), tmp_.data(), TC, BF16);
 
     // RESCALE_LAYER (§2.2): the weights of later blocks were pre-divided.
-    if (R > 0 && (layer + 1) % R == 0)
-      for (size_t i = 0; i < size_t(T) * C; ++i) x[i] = A<BF16>(x[i] * 0.5f);
+    if (R > 0 && (layer + 1) % R == 0) ew::halve(x, TC, BF16);
   }
 
   // ---- Head: logits = LN_out(x) W_head, only when asked for ---------------
@@ -314,10 +267,9 @@ void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts
     const int first = opts.all_logits ? 0 : T - 1;
     const int rows = T - first;
     for (int t = 0; t < rows; ++t)
-      layer_norm<BF16>(x + size_t(first + t) * C, lnout_w_, lnout_b_, xx_.data() + size_t(t) * C, C);
+      ew::layer_norm(x + size_t(first + t) * C, lnout_w_, lnout_b_, xx_.data() + size_t(t) * C, C, BF16);
     matmul(head_, xx_.data(), rows, opts.logits);
-    if (BF16)
-      for (size_t i = 0; i < size_t(rows) * V; ++i) opts.logits[i] = A<BF16>(opts.logits[i]);
+    if (BF16) ew::round_bf16(opts.logits, size_t(rows) * V);  // x @ head is bf16, then .float()
   }
 }
 

@@ -245,3 +245,102 @@ TEST(CpuKernels, DequantRowIsTheReferenceFormula) {
     }
   }
 }
+
+// ---------------------------------------------------------------------------
+// Element-wise functions (elementwise.h): the vectorised clones against the
+// formulas written out in scalar code with the SDK's bf16 rounding.
+
+#include "elementwise.h"
+
+namespace {
+float rbf(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+}  // namespace
+
+TEST(CpuElementwise, ExpWithinTwoUlpAndLimits) {
+  for (float x = -87.0f; x <= 88.7f; x += 0.01237f) {
+    const double want = std::exp(double(x));
+    ASSERT_NEAR(ew::exp_approx(x), want, 2.5 * std::ldexp(want, -23)) << x;
+  }
+  EXPECT_EQ(ew::exp_approx(-1e30f), 0.0f);  // p starts at -1e30: e^{p-q} must be 0
+  EXPECT_EQ(ew::exp_approx(-200.f), 0.0f);
+  EXPECT_EQ(ew::exp_approx(0.0f), 1.0f);
+  EXPECT_TRUE(std::isinf(ew::exp_approx(100.f)));
+  EXPECT_TRUE(std::isnan(ew::exp_approx(NAN)));
+}
+
+TEST(CpuElementwise, ClonesMatchScalarFormulas) {
+  std::mt19937 g(7);
+  for (int n : {1, 7, 16, 17, 33, 100, 1029}) {
+    for (bool bf : {false, true}) {
+      SCOPED_TRACE("n=" + std::to_string(n) + (bf ? " bf16" : " fp32"));
+      auto R = [&](float v) { return bf ? rbf(v) : v; };
+      auto a = randn(g, n), b = randn(g, n), c = randn(g, n), mu(randn(g, n)), omu(mu);
+      for (int i = 0; i < n; ++i) a[i] = R(a[i]), b[i] = R(b[i]), mu[i] = R(mu[i]), omu[i] = R(1.f - mu[i]);
+      std::vector<float> out(n);
+      ew::token_shift_mix(a.data(), b.data(), mu.data(), omu.data(), out.data(), n, bf);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(out[i], R(R(a[i] * mu[i]) + R(b[i] * omu[i]))) << i;
+      std::vector<float> v = c;
+      ew::sigmoid(v.data(), n, bf);
+      for (int i = 0; i < n; ++i) {
+        const float want = R(float(1.0 / (1.0 + std::exp(-double(R(c[i]))))));
+        ASSERT_NEAR(v[i], want, bf ? std::ldexp(std::abs(want), -8) : 3e-7) << i;
+      }
+      v = c;
+      ew::relu_square(v.data(), n, bf);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], R(std::max(R(c[i]), 0.f) * std::max(R(c[i]), 0.f))) << i;
+      v = a;
+      ew::add_residual(v.data(), c.data(), n, bf);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], R(a[i] + R(c[i]))) << i;
+      v = a;
+      ew::add_gated_residual(v.data(), b.data(), c.data(), n, bf);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], R(a[i] + R(b[i] * R(c[i])))) << i;
+      v = a;
+      ew::halve(v.data(), n, bf);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(v[i], R(a[i] * 0.5f)) << i;
+      // LayerNorm against double.
+      std::vector<float> w = randn(g, n), bias = randn(g, n), y(n);
+      ew::layer_norm(c.data(), w.data(), bias.data(), y.data(), n, bf);
+      double mean = 0, var = 0;
+      for (float x : c) mean += x;
+      mean /= n;
+      for (float x : c) var += (x - mean) * (x - mean);
+      var /= n;
+      for (int i = 0; i < n; ++i) {
+        const float want = R(float((c[i] - mean) / std::sqrt(var + 1e-5) * w[i] + bias[i]));
+        ASSERT_NEAR(y[i], want, bf ? std::ldexp(std::abs(want), -8) : 1e-5 * (1 + std::abs(want))) << i;
+      }
+    }
+  }
+}
+
+// The WKV step against the equations in double, from the initial state (p =
+// -1e30: the first token gives wkv = v, a = v, b = 1, p = k) and after it.
+TEST(CpuElementwise, WkvStepIsTheRecurrence) {
+  std::mt19937 g(8);
+  for (int n : {1, 5, 16, 19, 64, 130}) {
+    std::vector<float> u = randn(g, n), w(n), a(n, 0.f), b(n, 0.f), p(n, -1e30f);
+    for (auto& x : w) x = -std::exp(std::normal_distribution<float>(0.f, 1.f)(g));
+    std::vector<double> da(n, 0.0), db(n, 0.0), dp(n, -1e30);
+    for (int step = 0; step < 6; ++step) {
+      auto k = randn(g, n, 3.f), v = randn(g, n), r = randn(g, n);
+      std::vector<float> out(n);
+      ew::wkv_step(k.data(), v.data(), r.data(), u.data(), w.data(), a.data(), b.data(), p.data(), out.data(), n, false);
+      for (int i = 0; i < n; ++i) {
+        const double ww = double(u[i]) + k[i], q = std::max(dp[i], ww);
+        const double e1 = std::exp(dp[i] - q), e2 = std::exp(ww - q);
+        const double wkv = (e1 * da[i] + e2 * v[i]) / (e1 * db[i] + e2);
+        const double w2 = w[i] + dp[i], q2 = std::max(w2, double(k[i]));
+        const double f1 = std::exp(w2 - q2), f2 = std::exp(k[i] - q2);
+        da[i] = f1 * da[i] + f2 * v[i];
+        db[i] = f1 * db[i] + f2;
+        dp[i] = q2;
+        ASSERT_NEAR(out[i], r[i] * wkv, 1e-5 * (1 + std::abs(r[i] * wkv))) << "step " << step << " ch " << i;
+        ASSERT_NEAR(a[i], da[i], 1e-5 * (1 + std::abs(da[i])));
+        ASSERT_NEAR(b[i], db[i], 1e-5 * (1 + std::abs(db[i])));
+        ASSERT_NEAR(p[i], dp[i], 1e-5 * (1 + std::abs(dp[i])));
+      }
+      if (step == 0)
+        for (int i = 0; i < n; ++i) ASSERT_EQ(b[i], 1.0f) << "first token: b = 1";
+    }
+  }
+}
