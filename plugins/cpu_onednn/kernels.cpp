@@ -275,36 +275,34 @@ float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n) {
 
 namespace {
 
-// Runs fn(j) for rows j in [0, R) on `threads` OpenMP threads (the pool oneDNN
-// uses too). Rows are handed out in chunks of about 64 KiB of weights from a
-// shared counter (schedule dynamic) rather than split evenly up front: on a
-// machine where another process takes a core now and then, the thread that
-// keeps its core takes over the remaining chunks instead of the whole call
-// waiting for the descheduled one. A row is never split, so every output is
-// the same bitwise for any thread count.
+// Runs fn(j) for rows j in [0, R) on the pool, in chunks of about 64 KiB of
+// weights claimed from a shared counter: a thread that keeps its core takes
+// over the chunks of one that lost it.
 template <typename Fn>
-void for_rows(int R, size_t row_bytes, int threads, Fn&& fn) {
-  if (threads <= 1 || R < 2) {
+void for_rows(int R, size_t row_bytes, ThreadPool& pool, Fn&& fn) {
+  if (pool.size() <= 1 || R < 2) {
     for (int j = 0; j < R; ++j) fn(j);
     return;
   }
   const int chunk = int(std::clamp<size_t>((size_t(64) << 10) / std::max<size_t>(row_bytes, 1), 1, size_t(R)));
-#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk)
-  for (int j = 0; j < R; ++j) fn(j);
+  pool.for_chunks((R + chunk - 1) / chunk, [&](int c, int) {
+    const int end = std::min(R, (c + 1) * chunk);
+    for (int j = c * chunk; j < end; ++j) fn(j);
+  });
 }
 
 }  // namespace
 
-void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, int threads) {
+void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, ThreadPool& pool) {
   const int R = W.rows, K = W.cols;
   switch (W.kind) {
     case Matrix::Kind::F32:
-      for_rows(R, size_t(K) * 4, threads, [&](int j) { y[j] = dot_f32(isa, W.f32 + size_t(j) * K, x, K); });
+      for_rows(R, size_t(K) * 4, pool, [&](int j) { y[j] = dot_f32(isa, W.f32 + size_t(j) * K, x, K); });
       break;
     case Matrix::Kind::BF16:
       if (isa == Isa::Avx512Bf16)
         for (int i = 0; i < K; ++i) s.xb[i] = f32_to_bf16(x[i]);
-      for_rows(R, size_t(K) * 2, threads, [&](int j) { y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, x, s.xb, K); });
+      for_rows(R, size_t(K) * 2, pool, [&](int j) { y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, x, s.xb, K); });
       break;
     case Matrix::Kind::U8: {
       // y[j] = rx[j] * sum_i (x[i] ry[i]) (q[j][i] + 0.5) + sum_i x[i] my[i] + mx[j] sum_i x[i]
@@ -317,7 +315,7 @@ void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, in
         sxmy += double(x[i]) * W.my[i];
       }
       const float half = float(0.5 * sxs), fsx = float(sx), fsxmy = float(sxmy);
-      for_rows(R, size_t(K), threads, [&](int j) {
+      for_rows(R, size_t(K), pool, [&](int j) {
         y[j] = W.rx[j] * (dot_u8(isa, W.q + size_t(j) * K, s.xs, K) + half) + fsxmy + W.mx[j] * fsx;
       });
       break;
@@ -341,7 +339,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void dequant_row_u8
 }
 
 struct GemmContext::Impl {
-  std::vector<float> tile;
+  std::vector<std::vector<float>> tiles;  // one per pool thread
 };
 
 GemmContext::GemmContext() : impl_(new Impl) {}
@@ -349,43 +347,57 @@ GemmContext::~GemmContext() { delete impl_; }
 
 namespace {
 
-int tile_rows(int K) { return int(std::max<size_t>(16, kTileFloats / size_t(std::max(K, 1)))); }
+int tile_rows(int K) { return int(std::max<size_t>(64, kTileFloats / size_t(std::max(K, 1)))); }
 
-// Sizes oneDNN's OpenMP pool for this call and restores the caller's setting.
+// Output rows per block: about four blocks per thread (so a thread that loses
+// its core leaves little behind), 64 rows at least, one tile at most.
+int block_rows(int R, int K, int threads) {
+  int rows = (R + 4 * threads - 1) / (4 * threads);
+  rows = std::clamp(rows, 64, tile_rows(K));
+  rows = (rows + 15) / 16 * 16;
+  return std::min(rows, R);
+}
+
+// Sets the calling thread's OpenMP team size for oneDNN, restoring it after.
 struct OmpThreads {
   int saved;
-  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(std::max(1, n)); }
+  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
   ~OmpThreads() { omp_set_num_threads(saved); }
 };
 
 }  // namespace
 
-void GemmContext::reserve(int max_cols) { impl_->tile.resize(size_t(tile_rows(max_cols)) * size_t(max_cols)); }
+void GemmContext::reserve(int max_cols, int threads) {
+  impl_->tiles.resize(size_t(std::max(1, threads)));
+  for (auto& t : impl_->tiles) t.resize(size_t(tile_rows(max_cols)) * size_t(max_cols));
+}
 
-void GemmContext::gemm(const Matrix& W, const float* X, int T, float* Y, int threads) {
+void GemmContext::gemm(const Matrix& W, const float* X, int T, float* Y, ThreadPool& pool) {
   const int R = W.rows, K = W.cols;
-  OmpThreads omp_threads(threads);
-  if (W.kind == Matrix::Kind::F32) {
-    // Y[T][R] = X[T][K] * W[R][K]^T
-    if (dnnl_sgemm('N', 'T', T, R, K, 1.f, X, K, W.f32, K, 0.f, Y, R) != dnnl_success)
-      throw Error("cpu_onednn: dnnl_sgemm failed");
-    return;
-  }
-  const int rows_per_tile = std::min(R, tile_rows(K));
-  if (impl_->tile.size() < size_t(rows_per_tile) * K) impl_->tile.resize(size_t(rows_per_tile) * K);
-  float* tile = impl_->tile.data();
-  for (int j0 = 0; j0 < R; j0 += rows_per_tile) {
-    const int n = std::min(rows_per_tile, R - j0);
-    if (W.kind == Matrix::Kind::BF16) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int j = 0; j < n; ++j) widen_row_bf16(W.bf16 + size_t(j0 + j) * K, tile + size_t(j) * K, K);
+  OmpThreads one(1);  // oneDNN runs single-threaded inside each block; the pool is the parallelism
+  const int rows = block_rows(R, K, pool.size());
+  if (impl_->tiles.size() < size_t(pool.size())) impl_->tiles.resize(size_t(pool.size()));
+  if (W.kind != Matrix::Kind::F32)
+    for (auto& t : impl_->tiles)
+      if (t.size() < size_t(rows) * K) t.resize(size_t(rows) * K);
+  bool failed = false;
+  pool.for_chunks((R + rows - 1) / rows, [&](int c, int thread) {
+    const int j0 = c * rows, n = std::min(rows, R - j0);
+    const float* w = nullptr;
+    if (W.kind == Matrix::Kind::F32) {
+      w = W.f32 + size_t(j0) * K;
     } else {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int j = 0; j < n; ++j) dequant_row_u8(W, j0 + j, tile + size_t(j) * K);
+      float* tile = impl_->tiles[size_t(thread)].data();
+      if (W.kind == Matrix::Kind::BF16)
+        for (int j = 0; j < n; ++j) widen_row_bf16(W.bf16 + size_t(j0 + j) * K, tile + size_t(j) * K, K);
+      else
+        for (int j = 0; j < n; ++j) dequant_row_u8(W, j0 + j, tile + size_t(j) * K);
+      w = tile;
     }
-    if (dnnl_sgemm('N', 'T', T, n, K, 1.f, X, K, tile, K, 0.f, Y + j0, R) != dnnl_success)
-      throw Error("cpu_onednn: dnnl_sgemm failed");
-  }
+    // Y[T][j0..j0+n) = X[T][K] * Wblock[n][K]^T
+    if (dnnl_sgemm('N', 'T', T, n, K, 1.f, X, K, w, K, 0.f, Y + j0, R) != dnnl_success) failed = true;
+  });
+  if (failed) throw Error("cpu_onednn: dnnl_sgemm failed");
 }
 
 }  // namespace corvid::cpu

@@ -14,6 +14,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "thread_pool.h"
 
 namespace corvid::cpu {
 
@@ -50,11 +53,15 @@ struct GemvScratch {
   uint16_t* xb = nullptr;  // [cols] x as bf16 for the BF16 dot instruction
 };
 
-// y[j] = sum_i x[i] * W[j][i], j in [0, rows). threads >= 1.
-void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, int threads);
+// y[j] = sum_i x[i] * W[j][i], j in [0, rows), rows split across the pool in
+// chunks of about 64 KiB of weights. A row is never split, so every output is
+// the same bitwise for any thread count.
+void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, ThreadPool& pool);
 
 // Sequence-mode products: Y[t][j] = sum_i X[t][i] * W[j][i] for t < T, on
-// oneDNN's sgemm (one OpenMP pool with our kernels, sized to `threads` per call):
+// oneDNN's sgemm. The output rows are split into blocks across the pool; each
+// block is one single-threaded sgemm call (oneDNN runs with one OpenMP thread
+// inside the pool), so there is one pool and no oversubscription:
 //   F32:  dnnl_sgemm on the (out, in) weights as they are;
 //   BF16: tiles of rows widened to fp32 (exact), then sgemm: bf16 x bf16
 //         products are exact in fp32 and accumulate in fp32 either way, and
@@ -63,8 +70,8 @@ void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, in
 //         GFLOPS at 256x1024x1024, 1 thread);
 //   U8:   tiles dequantised to fp32 exactly as the reference's fallback does
 //         ((q + 0.5) ry rx + my + mx), then sgemm: the reference's x @ W_deq.
-// A tile holds about kTileFloats weights (8 MiB of fp32), so each sgemm call
-// has a wide N and X is re-packed only a few times per product.
+// A block holds at most kTileFloats weights (8 MiB of fp32) and at least 64
+// rows, so each sgemm call has a wide N and X is re-packed only a few times.
 constexpr size_t kTileFloats = size_t(2) << 20;
 class GemmContext {
  public:
@@ -72,9 +79,10 @@ class GemmContext {
   ~GemmContext();
   GemmContext(const GemmContext&) = delete;
   GemmContext& operator=(const GemmContext&) = delete;
-  // Pre-sizes the tile for rows of up to max_cols (no allocation per call).
-  void reserve(int max_cols);
-  void gemm(const Matrix& W, const float* X, int T, float* Y, int threads);
+  // Pre-sizes one tile per pool thread for rows of up to max_cols (no
+  // allocation per call).
+  void reserve(int max_cols, int threads);
+  void gemm(const Matrix& W, const float* X, int T, float* Y, ThreadPool& pool);
 
  private:
   struct Impl;

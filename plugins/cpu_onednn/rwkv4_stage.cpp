@@ -108,8 +108,11 @@ int default_threads() {
 }  // namespace
 
 Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& w)
-    : spec_(spec), hp_(hp), isa_(select_isa(std::getenv("CORVID_CPU_ISA"))) {
-  threads_ = spec.threads > 0 ? spec.threads : default_threads();
+    : spec_(spec),
+      hp_(hp),
+      isa_(select_isa(std::getenv("CORVID_CPU_ISA"))),
+      threads_(spec.threads > 0 ? spec.threads : default_threads()),
+      pool_(threads_) {
   bf16_act_ = spec.precision.atype == DType::BF16;
   const int C = hp.n_embd, A = hp.n_att, F = hp.n_ffn;
   const Precision p = spec.precision;
@@ -151,7 +154,7 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   for (auto* b : {&xx_, &kx_, &vx_, &rx_, &r_, &k_, &v_, &wkv_, &tmp_}) b->assign(Tm * W, 0.f);
   ffk_.assign(Tm * size_t(F), 0.f);
   size_t widest = size_t(std::max({C, A, F}));
-  gemm_.reserve(int(widest));
+  gemm_.reserve(int(widest), threads_);
   xs_.assign(widest, 0.f);
   xb_.assign(widest + 64, 0);
 }
@@ -178,9 +181,9 @@ std::string Rwkv4Stage::describe() const {
 void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
   if (T == 1) {
     GemvScratch s{xs_.data(), xb_.data()};
-    gemv(isa_, W, X, Y, s, threads_);
+    gemv(isa_, W, X, Y, s, pool_);
   } else {
-    gemm_.gemm(W, X, T, Y, threads_);
+    gemm_.gemm(W, X, T, Y, pool_);
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "corvid/sdk/backend.h"
 #include "kernels.h"
+#include "thread_pool.h"
 
 namespace corvid::cpu {
 
@@ -63,7 +64,8 @@ class Rwkv4Stage : public Stage {
   // Scratch, sized once for chunk_len rows: no allocation per token.
   std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_, xs_;
   std::vector<uint16_t> xb_;
-  GemmContext gemm_;  // sequence-mode scratch and oneDNN primitives
+  ThreadPool pool_;   // the stage's threads (oneDNN runs inside them)
+  GemmContext gemm_;  // sequence-mode tiles
 };
 
 }  // namespace corvid::cpu

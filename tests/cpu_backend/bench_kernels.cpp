@@ -77,11 +77,12 @@ void BM_Gemv(benchmark::State& state) {
   std::vector<float> x(cols, 0.5f), y(rows), xs(cols);
   std::vector<uint16_t> xb(cols + 64);
   GemvScratch s{xs.data(), xb.data()};
+  ThreadPool pool(threads);
   int copy = 0;
   size_t bytes = 0;
   for (auto _ : state) {
     const Matrix m = w.get(kind, copy);
-    gemv(isa, m, x.data(), y.data(), s, threads);
+    gemv(isa, m, x.data(), y.data(), s, pool);
     benchmark::DoNotOptimize(y.data());
     bytes += m.weight_bytes();
     copy = (copy + 1) % w.copies;
@@ -96,8 +97,9 @@ void BM_Gemm(benchmark::State& state) {
   const Weights& w = weights(rows, cols);
   std::vector<float> X(size_t(T) * cols, 0.25f), Y(size_t(T) * rows);
   GemmContext ctx;
+  ThreadPool pool(threads);
   for (auto _ : state) {
-    ctx.gemm(w.get(kind, 0), X.data(), T, Y.data(), threads);
+    ctx.gemm(w.get(kind, 0), X.data(), T, Y.data(), pool);
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(int64_t(state.iterations()) * 2 * T * int64_t(rows) * cols);

@@ -8,6 +8,7 @@
 // error of the size of one whole product, far above that).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -176,7 +177,8 @@ TEST(CpuKernels, GemvEveryKindPathAndThreadCount) {
       }
       for (Isa isa : supported_isas()) {
         for (int threads : {1, 2, 3}) {
-          gemv(isa, m, x.data(), y.data(), s, threads);
+          ThreadPool pool(threads);
+          gemv(isa, m, x.data(), y.data(), s, pool);
           if (threads == 1) y1 = y;
           for (int j = 0; j < rows; ++j) {
             // int8: the fast algebra regroups the sum; allow its extra roundings.
@@ -197,7 +199,7 @@ TEST(CpuKernels, GemvEveryKindPathAndThreadCount) {
 // int8 path multiplies by exactly the reference's dequantised fp32 matrix.
 TEST(CpuKernels, GemmEveryKind) {
   std::mt19937 g(5);
-  const std::pair<int, int> shapes[] = {{37, 24}, {300, 65}, {24, 96}, {600, 33}};  // 600 rows: several int8 tiles
+  const std::pair<int, int> shapes[] = {{37, 24}, {300, 65}, {24, 96}, {600, 33}};  // 300, 600 rows: several blocks
   for (auto [rows, cols] : shapes) {
     TestMatrix t = make_matrix(g, rows, cols);
     for (int T : {2, 5, 16}) {
@@ -206,7 +208,8 @@ TEST(CpuKernels, GemmEveryKind) {
       GemmContext ctx;
       for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16, Matrix::Kind::U8}) {
         for (int threads : {1, 2}) {
-          ctx.gemm(t.as(kind), X.data(), T, Y.data(), threads);
+          ThreadPool pool(threads);
+          ctx.gemm(t.as(kind), X.data(), T, Y.data(), pool);
           for (int j = 0; j < rows; ++j) {
             // The int8 dequantisation itself is fp32 ((q+.5)*ry)*rx + my + mx: one
             // more rounding per element than the double row.
@@ -255,6 +258,26 @@ TEST(CpuKernels, DequantRowIsTheReferenceFormula) {
 namespace {
 float rbf(float v) { return bf16_to_f32(f32_to_bf16(v)); }
 }  // namespace
+
+// Every chunk runs exactly once, for any pool size and chunk count, over many
+// back-to-back jobs (the generation handshake between jobs).
+TEST(CpuThreadPool, EveryChunkExactlyOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (int job = 0; job < 2000; ++job) {
+      const int n = 1 + job % 37;
+      std::vector<std::atomic<int>> hits(n);
+      std::atomic<int> bad_thread{0};
+      pool.for_chunks(n, [&](int c, int t) {
+        hits[c].fetch_add(1);
+        if (t < 0 || t >= threads) bad_thread.fetch_add(1);
+      });
+      for (int c = 0; c < n; ++c) ASSERT_EQ(hits[c].load(), 1) << "threads " << threads << " job " << job << " chunk " << c;
+      ASSERT_EQ(bad_thread.load(), 0);
+    }
+  }
+}
 
 TEST(CpuElementwise, ExpWithinTwoUlpAndLimits) {
   for (float x = -87.0f; x <= 88.7f; x += 0.01237f) {
