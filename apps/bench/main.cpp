@@ -10,7 +10,9 @@
 
 #include <boost/program_options.hpp>
 
+#include "corvid/runtime/plan_preview.h"
 #include "corvid/sdk/error.h"
+#include "corvid/strategy/config.h"
 #include "perf.h"
 #include "quality.h"
 
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     ("tokenizer-kind", po::value(&tokenizer_kind), "hf_bpe or rwkv_world (default: detect from the file)")
     ("threads,t", po::value(&threads), "CPU threads (default: physical cores)")
     ("plugin-dir", po::value(&plugin_dirs)->composing(), "extra plugin directory (repeatable)")
+    ("print-plan", "print the resolved plan (what runs where, weight bytes per device) and exit")
     ("json", "print one JSON object instead of the text report");
   // clang-format on
   corvid_bench::add_perf_options(desc, perf);
@@ -50,6 +53,21 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (threads < 0) throw corvid::Error("--threads must be >= 0 (0 = physical cores)");
+    if (vm.count("print-plan")) {
+      if (model.empty()) throw corvid::Error("--print-plan needs --model FILE");
+      corvid::StrategySpec parsed;
+      const corvid::StrategySpec* spec = nullptr;
+      int rescale_override = -1;
+      if (!config.empty()) {
+        corvid::RunConfig cfg = corvid::load_run_config(config);
+        if (cfg.strategy && strategy.empty()) { parsed = *cfg.strategy; spec = &parsed; rescale_override = cfg.rescale_layer; }
+      }
+      if (!strategy.empty()) { parsed = corvid::parse_strategy(strategy); spec = &parsed; }
+      corvid::PluginRegistry reg(plugin_dirs);
+      corvid::Plan plan = corvid::preview_plan(model, spec, rescale_override, reg);
+      std::cout << (vm.count("json") ? corvid::plan_to_json(plan) + "\n" : corvid::plan_to_text(plan));
+      return 0;
+    }
     const bool want_perf = vm.count("perf") > 0, want_quality = corvid_bench::quality_requested(vm);
     if (want_perf && want_quality) throw corvid::Error("--perf and --questions/--lambada are separate runs: give one");
     if (want_perf) {

@@ -123,7 +123,7 @@ TEST(CorvidRun, DumpLogitsMatchesReference) {
 }
 
 // corvid-chat shows the same resolved plan as corvid-run, without loading weights.
-TEST(CorvidChat, PrintPlanJsonEqualsCorvidRun) {
+TEST(CorvidChat, PrintPlanJsonEqualsCorvidRunAndBench) {
   const std::string chat = std::string(CORVID_BIN_DIR) + "/corvid-chat";
   const std::string model = std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models/rwkv4_deep_bf16.pth";
   const char* strategy = "cpu fp32i8 *3 -> cpu fp32";
@@ -132,6 +132,9 @@ TEST(CorvidChat, PrintPlanJsonEqualsCorvidRun) {
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   EXPECT_EQ(nlohmann::json::parse(a.out), nlohmann::json::parse(b.out));
+  auto c = run_process({std::string(CORVID_BIN_DIR) + "/corvid-bench", "--model", model, "--strategy", strategy, "--print-plan", "--json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(nlohmann::json::parse(c.out), nlohmann::json::parse(b.out));
   auto j = nlohmann::json::parse(a.out);
   EXPECT_EQ(j["stages"][0]["slots"], nlohmann::json::array({0, 2}));
   EXPECT_EQ(j["stages"][1]["slots"], nlohmann::json::array({3, 7}));
