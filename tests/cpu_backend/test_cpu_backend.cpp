@@ -17,7 +17,7 @@
 #include <fstream>
 #include <map>
 
-#include "common/fixtures.h"
+#include "common/fixture_run.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 #include "corvid/sdk/weights_util.h"
@@ -178,19 +178,16 @@ TEST(CpuBackend, EveryKernelFamilyMatchesTheReference) {
             SCOPED_TRACE(fx.name + " / " + strategy + " / " + mode + " / " + cpu::isa_name(isa) + " / threads " +
                          std::to_string(threads));
             NpyArray want = read_npy(npy);
-            const size_t T = fx.tokens.size();
             EngineOptions o = engine_default_options();
             o.model_path = fx.files[0];
             o.strategy = strategy;
             o.threads = threads;
-            o.chunk_len = mode == "step" ? 1 : std::stoi(mode.substr(6));
+            o.chunk_len = mode_chunk_len(mode);
             auto eng = Engine::load(o);
             ASSERT_NE(eng->describe_stages().front().find(cpu::isa_name(isa)), std::string::npos)
                 << eng->describe_stages().front();
             State st = eng->new_state();
-            std::vector<float> got(T * size_t(fx.V));
-            if (mode == "step") eng->forward_stepwise(fx.tokens, st, got.data());
-            else eng->forward_all(fx.tokens, st, got.data());
+            std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
             size_t at = 0;
             double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
             EXPECT_LE(r, 1.0) << "logit " << at << ": got " << got[at] << ", want " << want.data[at];

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/fixtures.h"
+#include "common/fixture_run.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 #include "cuda_util.h"
@@ -79,13 +79,10 @@ TEST_P(CudaFixture, LogitsAndStateMatchReferenceInEveryMode) {
         SCOPED_TRACE(mode);
         NpyArray want = read_npy(npy);
         ASSERT_EQ(want.data.size(), T * size_t(fx.V));
-        const int chunk = mode == "step" ? 1 : std::stoi(mode.substr(6));
-        auto eng = load(file, GetParam(), chunk);
+        auto eng = load(file, GetParam(), mode_chunk_len(mode));
         ASSERT_EQ(eng->plan().rescale_layer, ex.rescale_layer);
         State st = eng->new_state();
-        std::vector<float> got(T * size_t(fx.V));
-        if (mode == "step") eng->forward_stepwise(fx.tokens, st, got.data());
-        else eng->forward_all(fx.tokens, st, got.data());
+        std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
         // |got - want| <= atol + rtol*|want| (fixtures.json "tolerances"): ratio <= 1 passes.
         const double d = max_abs_diff(got.data(), want.data.data(), got.size());
         const double ratio = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol);
@@ -134,7 +131,9 @@ TEST(CudaEngine, SplitAndStreamedPipelinesReproduceUnsplitLogits) {
         b->forward_all(fx.tokens, sb, lb.data());
         ASSERT_EQ(0, std::memcmp(la.data(), lb.data(), la.size() * sizeof(float))) << "chunk " << chunk;
         EXPECT_EQ(sa.serialize(), sb.serialize());
-        if (std::string(split).find('+') != std::string::npos) EXPECT_GT(b->streamed_bytes_total(), 0u);
+        if (std::string(split).find('+') != std::string::npos) {
+          EXPECT_GT(b->streamed_bytes_total(), 0u);
+        }
       }
     }
   }

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/fixtures.h"
+#include "common/fixture_run.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 
@@ -43,14 +43,11 @@ TEST_P(EngineFixture, LogitsAndStateMatchReferenceInEveryMode) {
         SCOPED_TRACE(mode);
         NpyArray want = read_npy(npy);
         ASSERT_EQ(want.data.size(), T * size_t(fx.V));
-        const int chunk = mode == "step" ? 1 : std::stoi(mode.substr(6));
-        auto eng = load(file, GetParam(), chunk);
+        auto eng = load(file, GetParam(), mode_chunk_len(mode));
         ASSERT_EQ(eng->hparams().n_vocab, fx.V);
         ASSERT_EQ(eng->plan().rescale_layer, ex.rescale_layer);
         State st = eng->new_state();
-        std::vector<float> got(T * size_t(fx.V));
-        if (mode == "step") eng->forward_stepwise(fx.tokens, st, got.data());
-        else eng->forward_all(fx.tokens, st, got.data());
+        std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
         size_t at = 0;
         double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
         EXPECT_LE(r, 1.0) << "logit " << at << ": got " << got[at] << ", want " << want.data[at]
