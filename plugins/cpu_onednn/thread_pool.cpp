@@ -9,6 +9,8 @@ namespace {
 // About 0.1-0.3 ms of pause instructions before a worker sleeps.
 constexpr int kSpins = 2000;
 constexpr int kCallerSpinsBeforeYield = 20000;
+// A chunk index no job reaches (n is an int): the counter is closed.
+constexpr uint64_t kClosedIndex = 0x7fffffffu;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -58,12 +60,21 @@ void ThreadPool::worker_main(int index) {
 }
 
 void ThreadPool::run(int n, ChunkFn fn, void* ctx) {
+  const uint32_t g = ++gen_;
+  // Close the counter under the new generation BEFORE the job's fields change.
+  // A worker still in work() for the previous job may hold a stale claim word
+  // (old generation, index >= the old n); if it read the new n_ it could pass
+  // the bound check and, with the counter still on the old generation, win its
+  // compare-exchange: it would run a chunk of the new job twice and count it
+  // in done_, letting this call return before every chunk finished. After this
+  // exchange (acq_rel: the stores below cannot move before it) every such
+  // compare-exchange fails, and a worker seeing the closed index returns.
+  claim_.exchange((uint64_t(g) << 32) | kClosedIndex, std::memory_order_acq_rel);
   fn_.store(fn, std::memory_order_relaxed);
   ctx_.store(ctx, std::memory_order_relaxed);
   n_.store(n, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  const uint32_t g = ++gen_;
-  claim_.store(uint64_t(g) << 32, std::memory_order_release);
+  claim_.store(uint64_t(g) << 32, std::memory_order_release);  // open: index 0
   generation_.store(g, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   const int saved = omp_get_max_threads();
