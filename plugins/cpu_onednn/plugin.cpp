@@ -1,5 +1,6 @@
 // cpu_onednn: the CPU backend plugin (cpu fp32, cpu bf16, cpu fp32i8, cpu bf16i8).
 // The prepared layout is described in layout.h, the forward pass in rwkv4_stage.cpp.
+#include "arch_dispatch.h"
 #include "corvid/sdk/plugin.h"
 #include "layout.h"
 #include "rwkv4_stage.h"
@@ -7,9 +8,20 @@
 namespace corvid::cpu {
 namespace {
 
-void require_v4(const ModelHParams& hp) {
-  if (hp.arch != Arch::V4)
-    throw Error(std::string("cpu_onednn: RWKV ") + arch_name(hp.arch) + " is not supported yet (RWKV-4 only)");
+// The layout and forward pass of each generation (arch_dispatch.h).
+enum class Gen { V4, V5, V7 };  // V5 covers v5.0, v5.1, v5.2 and v6.0
+Gen generation(const ModelHParams& hp) {
+  if (hp.arch == Arch::V4) return Gen::V4;
+  if (hp.arch >= Arch::V7_0) return Gen::V7;
+  return Gen::V5;
+}
+const char* gen_tag(const ModelHParams& hp) {
+  switch (generation(hp)) {
+    case Gen::V4: return "rwkv4";
+    case Gen::V5: return hp.arch >= Arch::V6_0 ? "rwkv6" : "rwkv5";
+    case Gen::V7: return "rwkv7";
+  }
+  return "?";
 }
 
 class CpuBackend : public Backend {
@@ -20,23 +32,36 @@ class CpuBackend : public Backend {
   }
 
   std::string layout_id(const StageSpec& spec, const ModelHParams& hp) const override {
-    return std::string("cpu_onednn/rwkv4/") + precision_name(spec.precision) + "/out-in-rowmajor/v" + kLayoutVersion;
+    return std::string("cpu_onednn/") + gen_tag(hp) + "/" + precision_name(spec.precision) + "/out-in-rowmajor/v" +
+           kLayoutVersion;
   }
 
   uint64_t estimate_weight_bytes(const StageSpec& spec, const ModelHParams& hp) const override {
-    return prepared_bytes(spec, hp);
+    switch (generation(hp)) {
+      case Gen::V4: return prepared_bytes(spec, hp);
+      case Gen::V5: return prepared_bytes_v5(spec, hp);
+      case Gen::V7: return prepared_bytes_v7(spec, hp);
+    }
+    return 0;
   }
 
   void prepare(const StageSpec& spec, const ModelHParams& hp, const WeightSource& raw, WeightSink& out,
                const ProgressFn& progress) const override {
-    require_v4(hp);
-    prepare_stage(spec, hp, raw, out, progress);
+    switch (generation(hp)) {
+      case Gen::V4: return prepare_stage(spec, hp, raw, out, progress);
+      case Gen::V5: return prepare_stage_v5(spec, hp, raw, out, progress);
+      case Gen::V7: return prepare_stage_v7(spec, hp, raw, out, progress);
+    }
   }
 
   std::unique_ptr<Stage> create_stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& prepared) const override {
-    require_v4(hp);
     check_device(spec);
-    return std::make_unique<Rwkv4Stage>(spec, hp, prepared);
+    switch (generation(hp)) {
+      case Gen::V4: return std::make_unique<Rwkv4Stage>(spec, hp, prepared);
+      case Gen::V5: return make_rwkv5_stage(spec, hp, prepared);
+      case Gen::V7: return make_rwkv7_stage(spec, hp, prepared);
+    }
+    return nullptr;
   }
 };
 

@@ -30,15 +30,17 @@ struct Fixture {
 
 inline std::string fixtures_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models"; }
 
-inline std::vector<Fixture> load_fixtures() {
-  std::ifstream in(fixtures_dir() + "/fixtures.json");
+// `dir` holds a fixtures.json: tests/fixtures/models (RWKV-4, the default) or
+// tests/fixtures/models_v5plus (RWKV-5.x/6/7, same schema plus "arch").
+inline std::vector<Fixture> load_fixtures(const std::string& dir) {
+  std::ifstream in(dir + "/fixtures.json");
   nlohmann::json j = nlohmann::json::parse(in);
   std::vector<Fixture> out;
   for (const auto& f : j["fixtures"]) {
     Fixture x;
     x.name = f["name"];
     x.dtype = f["dtype"];
-    for (const auto& file : f["files"]) x.files.push_back(fixtures_dir() + "/" + file["file"].get<std::string>());
+    for (const auto& file : f["files"]) x.files.push_back(dir + "/" + file["file"].get<std::string>());
     x.L = f["L"];
     x.C = f["C"];
     x.V = f["V"];
@@ -48,8 +50,8 @@ inline std::vector<Fixture> load_fixtures() {
       ExpectedRun e;
       e.rescale_layer = it.value()["rescale_layer"];
       for (auto l = it.value()["logits"].begin(); l != it.value()["logits"].end(); ++l)
-        e.logits[l.key()] = fixtures_dir() + "/" + l.value().get<std::string>();
-      e.state_final = fixtures_dir() + "/" + it.value()["state_final"].get<std::string>();
+        e.logits[l.key()] = dir + "/" + l.value().get<std::string>();
+      e.state_final = dir + "/" + it.value()["state_final"].get<std::string>();
       const auto& tol = j["tolerances"][it.key()];
       e.logits_atol = tol["logits"]["atol"];
       e.logits_rtol = tol["logits"]["rtol"];
@@ -61,6 +63,8 @@ inline std::vector<Fixture> load_fixtures() {
   }
   return out;
 }
+
+inline std::vector<Fixture> load_fixtures() { return load_fixtures(fixtures_dir()); }
 
 inline double max_abs_diff(const float* a, const float* b, size_t n) {
   double m = 0;

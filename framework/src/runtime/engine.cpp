@@ -162,13 +162,12 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
           std::to_string(ps.last_slot) + ": " + slot->stage->describe() + " (mapped)");
     }
     e->x_.assign(size_t(e->chunk_len_) * size_t(e->hp_.n_embd), 0.f);
+  if (e->hp_.arch >= Arch::V7_0) e->v_first_.assign(e->x_.size(), 0.f);
     e->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return e;
   }
 
   e->hp_ = detect_hparams(ck);
-  if (e->hp_.arch != Arch::V4)
-    throw Error(ck.path() + ": RWKV " + std::string(arch_name(e->hp_.arch)) + " checkpoints are not supported yet (Corvid runs RWKV-4)");
   log("Model: " + ck.path() + " (" + format_name(ck.format()) + "), " + describe_hparams(e->hp_));
 
   StrategySpec parsed;
@@ -204,6 +203,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
         "-" + std::to_string(s->plan.last_slot) + ": " + s->stage->describe());
   }
   e->x_.assign(size_t(e->chunk_len_) * size_t(e->hp_.n_embd), 0.f);
+  if (e->hp_.arch >= Arch::V7_0) e->v_first_.assign(e->x_.size(), 0.f);
   e->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return e;
 }
@@ -227,6 +227,7 @@ void Engine::run_chunk(const int32_t* tok, int T, State& st, float* logits, bool
   }
   for (size_t i = 0; i < stages_.size(); ++i) {
     ForwardOptions fo;
+    fo.v_first = v_first_.empty() ? nullptr : v_first_.data();
     if (i + 1 == stages_.size()) {
       fo.logits = logits;
       fo.all_logits = all_logits;

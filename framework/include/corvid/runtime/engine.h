@@ -112,6 +112,7 @@ class Engine {
   struct StageSlot;
   std::vector<std::unique_ptr<StageSlot>> stages_;
   std::vector<float> x_;    // [chunk_len][C] hidden state buffer (no allocation per token)
+  std::vector<float> v_first_;  // RWKV-7: [chunk_len][C] block 0's v, handed to later stages
 };
 
 }  // namespace corvid

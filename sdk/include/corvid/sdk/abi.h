@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#define CORVID_ABI_VERSION 1u
+#define CORVID_ABI_VERSION 2u
 
 // The exported symbol name. Kept as a macro so the loader and the plugins agree.
 #define CORVID_PLUGIN_ENTRY_SYMBOL "corvid_plugin_entry"

@@ -54,6 +54,11 @@ struct ForwardOptions {
   float* logits = nullptr;
   // false: logits of the last row only ([V]); true: of every row ([T][V]).
   bool all_logits = false;
+  // RWKV-7 only (nullptr for other versions): host fp32 [T][C], the value
+  // vector v of block 0 for each row ("v_first", rwkv-reference §4.5). The stage
+  // holding block 0 writes it; stages after it read it. The framework passes the
+  // same buffer to every stage of one call; it is not part of the state.
+  float* v_first = nullptr;
 };
 
 // The recurrent state of one stage's blocks. Owned by the caller (rwkv.cpp style),
