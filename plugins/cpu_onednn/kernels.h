@@ -21,6 +21,7 @@
 namespace corvid::cpu {
 
 // Kernel families, each a superset of the one before.
+// Avx512Bf16 = AVX-512 F/BW/VL + BF16 + VNNI (the bf16 dot and int8 VNNI kernels).
 enum class Isa { Scalar, Avx2, Avx512, Avx512Bf16 };
 Isa detect_isa();  // the best this CPU runs (CPUID)
 const char* isa_name(Isa isa);
@@ -51,7 +52,11 @@ struct Matrix {
 struct GemvScratch {
   float* xs = nullptr;     // [cols] x*ry for int8
   uint16_t* xb = nullptr;  // [cols] x as bf16 for the BF16 dot instruction
+  // [vnni_digits_bytes(cols)] fixed-point digit planes of x*ry for the int8
+  // VNNI kernel (Isa::Avx512Bf16); nullptr keeps int8 on the fp32 kernel.
+  int8_t* digits = nullptr;
 };
+size_t vnni_digits_bytes(int cols);
 
 // y[j] = sum_i x[i] * W[j][i], j in [0, rows), rows split across the pool in
 // chunks of about 64 KiB of weights. A row is never split, so every output is
@@ -93,6 +98,9 @@ class GemmContext {
 float dot_f32(Isa isa, const float* a, const float* b, int n);
 float dot_bf16(Isa isa, const uint16_t* w, const float* x, const uint16_t* xb, int n);
 float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n);
+// sum_i q[i] xs[i] on the int8 VNNI kernel: exact integer products of the
+// codes with xs in 31-bit fixed point, rounded once (needs Isa::Avx512Bf16).
+float dot_u8_vnni(const uint8_t* q, const float* xs, int n);
 
 // Row j of W widened to fp32 as the reference's int8 fallback computes it:
 // ((q + 0.5) * ry) * rx + my + mx, each step in fp32.

@@ -157,6 +157,7 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   gemm_.reserve(int(widest), threads_);
   xs_.assign(widest, 0.f);
   xb_.assign(widest + 64, 0);
+  digits_.assign(vnni_digits_bytes(int(widest)), 0);
 }
 
 std::unique_ptr<StageState> Rwkv4Stage::new_state() const {
@@ -180,7 +181,7 @@ std::string Rwkv4Stage::describe() const {
 // Y[T][rows] = X[T][cols] W^T: GEMV for one row, oneDNN GEMM for a chunk.
 void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
   if (T == 1) {
-    GemvScratch s{xs_.data(), xb_.data()};
+    GemvScratch s{xs_.data(), xb_.data(), digits_.data()};
     gemv(isa_, W, X, Y, s, pool_);
   } else {
     gemm_.gemm(W, X, T, Y, pool_);

@@ -64,6 +64,7 @@ class Rwkv4Stage : public Stage {
   // Scratch, sized once for chunk_len rows: no allocation per token.
   std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_, xs_;
   std::vector<uint16_t> xb_;
+  std::vector<int8_t> digits_;  // int8 VNNI digit planes of x*ry (kernels.h)
   ThreadPool pool_;   // the stage's threads (oneDNN runs inside them)
   GemmContext gemm_;  // sequence-mode tiles
 };
