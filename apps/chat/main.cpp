@@ -165,7 +165,9 @@ int main(int argc, char** argv) {
       topts[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     if (!prompt_file.empty()) topts["prompt_file"] = prompt_file;
-    if (template_name.empty()) template_name = "raven-chat";
+    // No template given: chosen after loading — raven-chat for RWKV-4, world-chat for
+    // RWKV-5 and later (all of them are World models, trained on User:/Assistant:).
+    const bool template_defaulted = template_name.empty();
 
     chat::ChatSettings settings;
     settings.sampling = SamplingParams{temp, top_p, top_k};
@@ -210,7 +212,9 @@ int main(int argc, char** argv) {
                 << kGetARealModel << "\n";
     }
     std::cout << "Model " << model << " - strategy " << (spec ? spec->normalized : std::string("(default)")) << " - prompt "
-              << (prompt_file.empty() ? (topts.count("prompt_file") ? topts["prompt_file"] : "built-in (" + template_name + ")")
+              << (prompt_file.empty() ? (topts.count("prompt_file")  ? topts["prompt_file"]
+                                         : template_defaulted ? std::string("built-in")
+                                                              : "built-in (" + template_name + ")")
                                       : prompt_file)
               << "\nLoading model...\n"
               << std::flush;
@@ -226,6 +230,12 @@ int main(int argc, char** argv) {
     auto engine = Engine::load(eo);
     if (!config.empty()) validate_config_plugins(cfg, engine->registry());
     if (tokenizer_path.empty()) tokenizer_path = chat::tokenizer_beside(model, engine->hparams().n_vocab);
+    if (template_defaulted) {
+      const Arch arch = engine->hparams().arch;
+      template_name = arch >= Arch::V5_0 ? "world-chat" : "raven-chat";
+      if (arch >= Arch::V5_0)
+        std::cout << "Prompt template world-chat (RWKV " << arch_name(arch) << " is a World model; --template to change)\n";
+    }
     auto tok = load_tokenizer(engine->registry(), tokenizer_path, tokenizer_kind);
     std::vector<std::string> notes;
     auto tpl = chat::make_prompt_template(engine->registry(), template_name, topts, &notes);
