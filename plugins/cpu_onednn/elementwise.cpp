@@ -54,8 +54,13 @@ __attribute__((always_inline)) inline float expf_poly(float x) {
 }
 
 template <bool BF16>
-__attribute__((always_inline)) inline void wkv_loop(const float* k, const float* v, const float* r, const float* u, const float* w, float* a, float* b,
-                     float* p, float* out, int n) {
+// __restrict: the state (a, b, p) and out never alias the inputs; without it
+// GCC keeps this loop scalar (runtime alias checks on nine pointers).
+__attribute__((always_inline)) inline void wkv_loop(const float* __restrict k, const float* __restrict v,
+                                                    const float* __restrict r, const float* __restrict u,
+                                                    const float* __restrict w, float* __restrict a,
+                                                    float* __restrict b, float* __restrict p, float* __restrict out,
+                                                    int n) {
   for (int i = 0; i < n; ++i) {
     const float ww = u[i] + k[i];
     const float q = p[i] > ww ? p[i] : ww;
