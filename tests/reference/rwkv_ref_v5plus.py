@@ -334,6 +334,12 @@ V7_DECAY_SCALE = F32(0.606531)  # the reference's literal for e^{-0.5} (exact: 0
 class RWKV7:
     """ChatRWKV's RWKV-7 class (§2.8, §4.5), without DeepEmbed."""
 
+    # The torch path forms the outer products v⊗k and (−κ)⊗(κ⊙a) in the model dtype, so under
+    # bf16 they are rounded before entering the fp32 state. False models a kernel that keeps
+    # them in fp32 (tests/fixtures/models_v5plus/check_tolerances.py uses it as a "legitimate
+    # variant"); the fixtures use True.
+    round_outer_products = True
+
     def __init__(self, tensors, strategy: str, emb_override: Optional[np.ndarray] = None):
         if strategy not in V7_MODES:
             raise ValueError(f"{strategy}: the v7 reference runs " + ", ".join(V7_MODES))
@@ -429,8 +435,9 @@ class RWKV7:
         y = np.empty((T, H * N), F32)
         for t in range(T):
             vt = v[t].reshape(H, N, 1)
-            vk = rnd(vt * k[t].reshape(H, 1, N))                       # [h][i][j] = v_i k_j
-            ab = rnd((-kap[t]).reshape(H, N, 1) * kapa[t].reshape(H, 1, N))  # [h][l][j]
+            ro = rnd if self.round_outer_products else round_fp32
+            vk = ro(vt * k[t].reshape(H, 1, N))                        # [h][i][j] = v_i k_j
+            ab = ro((-kap[t]).reshape(H, N, 1) * kapa[t].reshape(H, 1, N))  # [h][l][j]
             Sab = np.matmul(S.astype(np.float64), ab.astype(np.float64)).astype(F32)
             S = ((((S * omega[t].reshape(H, 1, N)).astype(F32) + Sab).astype(F32)) + vk).astype(F32)
             # y_i = Σ_j S[i,j] r_j, with S cast to the model dtype first (torch path).
