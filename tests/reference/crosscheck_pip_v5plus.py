@@ -2,7 +2,8 @@
 """Cross-checks rwkv_ref_v5plus.py against ChatRWKV's real `rwkv` pip package (by hand, not CI).
 
     RWKV_JIT_ON=0 RWKV_CUDA_ON=0 /usr/bin/python3 tests/reference/crosscheck_pip_v5plus.py \
-        --pkg DIR [--fixture NAME ...] [--strategy "cpu fp32" ...] [--exact-bf16-norms]
+        --pkg DIR [--fixture NAME ... | --model FILE.pth ...] [--strategy "cpu fp32" ...]
+        [--tokens 1,2,3] [--isolate-fold] [--exact-bf16-norms]
 
 DIR holds the package as `rwkv/model.py` (copied out of a ChatRWKV checkout into /tmp; never
 into this repo). The main class (v5/v6) and the v7 class cannot be imported in one process
@@ -89,15 +90,30 @@ def run_family(args, family: str):
     import rwkv_ref_v5plus as ref
 
     torch.set_num_threads(1)
-    man = json.load(open(os.path.join(FIX, "fixtures.json")))
-    for fx in man["fixtures"]:
+    if args.model:
+        cases = []
+        for path in args.model:
+            keys = torch.load(path, map_location="cpu").keys()
+            v7 = any(k.endswith("att.r_k") for k in keys)
+            L = 1 + max(int(k.split(".")[1]) for k in keys if k.startswith("blocks."))
+            cases.append(dict(name=os.path.basename(path)[:-4], path=path, L=L,
+                              arch="v7.0" if v7 else "v5/6", tokens=None))
+    else:
+        man = json.load(open(os.path.join(FIX, "fixtures.json")))
+        cases = [dict(fx, path=os.path.join(FIX, fx["files"][0]["file"])) for fx in man["fixtures"]]
+    for fx in cases:
         if (fx["arch"] == "v7.0") != (family == "v7"):
             continue
         if args.fixture and fx["name"] not in args.fixture:
             continue
-        path = os.path.join(FIX, fx["files"][0]["file"])
+        path = fx["path"]
         tensors = ref.load_checkpoint(path)
         toks = fx["tokens"]
+        if args.tokens:
+            toks = [int(t) for t in args.tokens.split(",")]
+        if toks is None:
+            V = tensors["emb.weight"][0].shape[0]
+            toks = [int(t) for t in np.random.RandomState(0).randint(0, V, size=16)]
         for s in args.strategy or ["cpu fp32", "cpu bf16", "cpu fp32i8"]:
             if family == "v7" and s.endswith("i8"):
                 print(f"{fx['name']:20s} {s:11s} skipped (Corvid extension, not in the v7 class)")
@@ -142,6 +158,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pkg", required=True)
     ap.add_argument("--fixture", action="append")
+    ap.add_argument("--model", action="append", help="a .pth instead of the fixtures (e.g. from "
+                    "scripts/make_random_checkpoint.py --arch ...)")
+    ap.add_argument("--tokens", help="comma-separated token ids (default: the fixture's / 16 random)")
     ap.add_argument("--strategy", action="append")
     ap.add_argument("--chunk", type=int, default=5)
     ap.add_argument("--isolate-fold", action="store_true")
