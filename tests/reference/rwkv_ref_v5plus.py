@@ -65,6 +65,12 @@ def tanh(x):
     return _f64_unary(np.tanh, x)
 
 
+def exp_neg_exp(d):
+    """w = exp(−exp(d)) as two fp32 operations (the inner exp is rounded to fp32 first), like
+    torch's `torch.exp(-torch.exp(d.float()))` and a plain C++ `expf(-expf(d))`."""
+    return _f64_unary(np.exp, -_f64_unary(np.exp, d))
+
+
 def group_norm(y: np.ndarray, H: int, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     """GroupNorm over H groups of the last axis (biased variance), per-channel affine; float64
     moments, rounded once to float32. y: [T, H*N]."""
@@ -158,7 +164,7 @@ class RWKV5Plus:
                 v = np.ascontiguousarray(v.T)
             if ".time_decay" in name and "_w" not in name:        # §2.4, fp32
                 if self.version < 6:
-                    w = np.exp(-np.exp(v.astype(np.float64))).astype(F32)
+                    w = exp_neg_exp(v)
                     self.w[name] = w.reshape(H, -1, 1)  # (H,1,1) v5.0/5.1, (H,N,1) v5.2
                 else:
                     self.w[name] = v.reshape(H, N)       # v6: raw d, exp(-exp) per token
@@ -265,7 +271,7 @@ class RWKV5Plus:
             lora = rnd(matmul_exact(rnd(tanh(rnd(matmul_exact(wx, w[p + "time_decay_w1"])))),
                                     w[p + "time_decay_w2"]))
             dlog = (w[p + "time_decay"].reshape(1, -1) + lora).astype(F32)   # fp32 add
-            decay = _f64_unary(lambda z: np.exp(-np.exp(z)), dlog).reshape(-1, self.H, self.N)
+            decay = exp_neg_exp(dlog).reshape(-1, self.H, self.N)
         r = w[p + "receptance.weight"].apply(rx, kv_type, at)
         k = w[p + "key.weight"].apply(kx, kv_type, at)
         v = w[p + "value.weight"].apply(vx, kv_type, at)
