@@ -384,21 +384,6 @@ float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n) {
 
 namespace {
 
-// Runs fn(j) for rows j in [0, R) on the pool, in chunks of about 64 KiB of
-// weights claimed from a shared counter: a thread that keeps its core takes
-// over the chunks of one that lost it.
-// Runs fn(j0, j1) over row ranges covering [0, R), split like for_rows: for
-// kernels that handle a whole range inside one ISA-specific function.
-template <typename Fn>
-void for_row_ranges(int R, size_t row_bytes, ThreadPool& pool, Fn&& fn) {
-  if (pool.size() <= 1 || R < 2) {
-    fn(0, R);
-    return;
-  }
-  const int chunk = int(std::clamp<size_t>((size_t(64) << 10) / std::max<size_t>(row_bytes, 1), 1, size_t(R)));
-  pool.for_chunks((R + chunk - 1) / chunk, [&](int c, int) { fn(c * chunk, std::min(R, (c + 1) * chunk)); });
-}
-
 // Rows [j0, j1) of the int8 VNNI GEMV with the §2.6 epilogue, all inside one
 // AVX-512 function so that the row kernel inlines: a call per row across the
 // target-attribute boundary (no inlining, vzeroupper, reloaded captures) cost
@@ -410,31 +395,24 @@ CORVID_AVX512VNNI void u8_vnni_rows(const Matrix& W, const int8_t* D, double inv
     y[j] = W.rx[j] * (dot_u8_vnni_row(W.q + size_t(j) * K, D, K, inv_scale) + half) + fsxmy + W.mx[j] * fsx;
 }
 
-template <typename Fn>
-void for_rows(int R, size_t row_bytes, ThreadPool& pool, Fn&& fn) {
-  if (pool.size() <= 1 || R < 2) {
-    for (int j = 0; j < R; ++j) fn(j);
-    return;
-  }
-  const int chunk = int(std::clamp<size_t>((size_t(64) << 10) / std::max<size_t>(row_bytes, 1), 1, size_t(R)));
-  pool.for_chunks((R + chunk - 1) / chunk, [&](int c, int) {
-    const int end = std::min(R, (c + 1) * chunk);
-    for (int j = c * chunk; j < end; ++j) fn(j);
-  });
-}
+// What a product needs from its input vector before the rows run: for int8,
+// the §2.6 input-side terms and (VNNI) the fixed-point planes of x*ry; for
+// bf16 on AVX-512 BF16, x rounded to bf16. Computed once per product, on the
+// calling thread.
+struct PreparedInput {
+  float half = 0, fsx = 0, fsxmy = 0;
+  double inv_scale = 0;
+  bool vnni = false;
+};
 
-}  // namespace
-
-void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, ThreadPool& pool) {
-  const int R = W.rows, K = W.cols;
+PreparedInput prepare_input(Isa isa, const Matrix& W, const float* x, GemvScratch& s) {
+  PreparedInput p;
+  const int K = W.cols;
   switch (W.kind) {
-    case Matrix::Kind::F32:
-      for_rows(R, size_t(K) * 4, pool, [&](int j) { y[j] = dot_f32(isa, W.f32 + size_t(j) * K, x, K); });
-      break;
+    case Matrix::Kind::F32: break;
     case Matrix::Kind::BF16:
       if (isa == Isa::Avx512Bf16)
         for (int i = 0; i < K; ++i) s.xb[i] = f32_to_bf16(x[i]);
-      for_rows(R, size_t(K) * 2, pool, [&](int j) { y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, x, s.xb, K); });
       break;
     case Matrix::Kind::U8: {
       // y[j] = rx[j] * sum_i (x[i] ry[i]) (q[j][i] + 0.5) + sum_i x[i] my[i] + mx[j] sum_i x[i]
@@ -446,20 +424,80 @@ void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, Th
         sxs += s.xs[i];
         sxmy += double(x[i]) * W.my[i];
       }
-      const float half = float(0.5 * sxs), fsx = float(sx), fsxmy = float(sxmy);
+      p.half = float(0.5 * sxs);
+      p.fsx = float(sx);
+      p.fsxmy = float(sxmy);
       int shift = 0;
       if (isa == Isa::Avx512Bf16 && s.digits && K <= kVnniMaxCols && make_digits(s.xs, K, s.digits, shift)) {
-        const double inv_scale = std::ldexp(1.0, -shift);
-        for_row_ranges(R, size_t(K), pool,
-                       [&](int j0, int j1) { u8_vnni_rows(W, s.digits, inv_scale, half, fsxmy, fsx, y, j0, j1); });
-        break;
+        p.vnni = true;
+        p.inv_scale = std::ldexp(1.0, -shift);
       }
-      for_rows(R, size_t(K), pool, [&](int j) {
-        y[j] = W.rx[j] * (dot_u8(isa, W.q + size_t(j) * K, s.xs, K) + half) + fsxmy + W.mx[j] * fsx;
-      });
       break;
     }
   }
+  return p;
+}
+
+// Rows [j0, j1) of one product.
+void run_rows(Isa isa, const GemvTask& t, const PreparedInput& p, int j0, int j1) {
+  const Matrix& W = *t.W;
+  const int K = W.cols;
+  float* y = t.y;
+  switch (W.kind) {
+    case Matrix::Kind::F32:
+      for (int j = j0; j < j1; ++j) y[j] = dot_f32(isa, W.f32 + size_t(j) * K, t.x, K);
+      break;
+    case Matrix::Kind::BF16:
+      for (int j = j0; j < j1; ++j) y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, t.x, t.s->xb, K);
+      break;
+    case Matrix::Kind::U8:
+      if (p.vnni) {
+        u8_vnni_rows(W, t.s->digits, p.inv_scale, p.half, p.fsxmy, p.fsx, y, j0, j1);
+      } else {
+        for (int j = j0; j < j1; ++j)
+          y[j] = W.rx[j] * (dot_u8(isa, W.q + size_t(j) * K, t.s->xs, K) + p.half) + p.fsxmy + W.mx[j] * p.fsx;
+      }
+      break;
+  }
+}
+
+}  // namespace
+
+void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, ThreadPool& pool) {
+  const GemvTask t{&W, x, y, &s};
+  gemv_batch(isa, &t, 1, pool);
+}
+
+void gemv_batch(Isa isa, const GemvTask* tasks, int n, ThreadPool& pool) {
+  constexpr int kMaxTasks = 8;
+  if (n < 1 || n > kMaxTasks) throw Error("gemv_batch: 1 to 8 products per batch");
+  PreparedInput prep[kMaxTasks];
+  for (int i = 0; i < n; ++i) prep[i] = prepare_input(isa, *tasks[i].W, tasks[i].x, *tasks[i].s);
+  if (pool.size() <= 1) {
+    for (int i = 0; i < n; ++i) run_rows(isa, tasks[i], prep[i], 0, tasks[i].W->rows);
+    return;
+  }
+  // One pool job for all the products: chunks of about 64 KiB of weights
+  // (rows never split), numbered product after product and claimed from the
+  // pool's shared counter, so a thread that keeps its core takes over the
+  // chunks of one that lost it. One synchronisation
+  // instead of n, and a thread that finishes its share of one product goes
+  // straight on to the next.
+  int rows_per_chunk[kMaxTasks], first_chunk[kMaxTasks + 1];
+  first_chunk[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    const Matrix& W = *tasks[i].W;
+    const size_t elem = W.kind == Matrix::Kind::F32 ? 4 : W.kind == Matrix::Kind::BF16 ? 2 : 1;
+    const size_t row_bytes = std::max<size_t>(size_t(W.cols) * elem, 1);
+    rows_per_chunk[i] = int(std::clamp<size_t>((size_t(64) << 10) / row_bytes, 1, size_t(std::max(W.rows, 1))));
+    first_chunk[i + 1] = first_chunk[i] + (W.rows + rows_per_chunk[i] - 1) / rows_per_chunk[i];
+  }
+  pool.for_chunks(first_chunk[n], [&](int c, int) {
+    int i = 0;
+    while (c >= first_chunk[i + 1]) ++i;
+    const int j0 = (c - first_chunk[i]) * rows_per_chunk[i];
+    run_rows(isa, tasks[i], prep[i], j0, std::min(tasks[i].W->rows, j0 + rows_per_chunk[i]));
+  });
 }
 
 // Plain loops, cloned for AVX-512 / AVX2 / baseline and picked at load time

@@ -63,6 +63,18 @@ size_t vnni_digits_bytes(int cols);
 // the same bitwise for any thread count.
 void gemv(Isa isa, const Matrix& W, const float* x, float* y, GemvScratch& s, ThreadPool& pool);
 
+// Several independent products in one pool job (e.g. a block's r, k and v):
+// y_i = W_i x_i. Same results, bit for bit, as calling gemv() for each, with
+// one synchronisation of the pool instead of n. Each task needs its own
+// scratch when its input differs. 1 <= n <= 8.
+struct GemvTask {
+  const Matrix* W;
+  const float* x;
+  float* y;
+  GemvScratch* s;
+};
+void gemv_batch(Isa isa, const GemvTask* tasks, int n, ThreadPool& pool);
+
 // Sequence-mode products: Y[t][j] = sum_i X[t][i] * W[j][i] for t < T, on
 // oneDNN's sgemm. The output rows are split into blocks across the pool; each
 // block is one single-threaded sgemm call (oneDNN runs with one OpenMP thread

@@ -155,9 +155,11 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   ffk_.assign(Tm * size_t(F), 0.f);
   size_t widest = size_t(std::max({C, A, F}));
   gemm_.reserve(int(widest), threads_);
-  xs_.assign(widest, 0.f);
-  xb_.assign(widest + 64, 0);
-  digits_.assign(vnni_digits_bytes(int(widest)), 0);
+  for (Scratch& sc : scratch_) {
+    sc.xs.assign(widest, 0.f);
+    sc.xb.assign(widest + 64, 0);
+    sc.digits.assign(vnni_digits_bytes(int(widest)), 0);
+  }
 }
 
 std::unique_ptr<StageState> Rwkv4Stage::new_state() const {
@@ -181,11 +183,31 @@ std::string Rwkv4Stage::describe() const {
 // Y[T][rows] = X[T][cols] W^T: GEMV for one row, oneDNN GEMM for a chunk.
 void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
   if (T == 1) {
-    GemvScratch s{xs_.data(), xb_.data(), digits_.data()};
+    GemvScratch s = scratch_[0].view();
     gemv(isa_, W, X, Y, s, pool_);
   } else {
     gemm_.gemm(W, X, T, Y, pool_);
   }
+}
+
+// Up to three independent products of one step. Decode runs them as one pool
+// job (gemv_batch: one synchronisation instead of three, same bits); a chunk
+// runs each as its own GEMM.
+void Rwkv4Stage::matmuls(std::initializer_list<Product> products, int T) {
+  if (T > 1) {
+    for (const Product& p : products) gemm_.gemm(*p.W, p.X, T, p.Y, pool_);
+    return;
+  }
+  GemvScratch views[kScratchSets];
+  GemvTask tasks[kScratchSets];
+  int n = 0;
+  for (const Product& p : products) {
+    if (n == kScratchSets) throw Error("cpu_onednn: too many products in one batch");
+    views[n] = scratch_[size_t(n)].view();
+    tasks[n] = GemvTask{p.W, p.X, p.Y, &views[n]};
+    ++n;
+  }
+  gemv_batch(isa_, tasks, n, pool_);
 }
 
 void Rwkv4Stage::forward(float* x, int T, StageState& state, const ForwardOptions& opts) {
@@ -231,9 +253,7 @@ void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts
     std::memcpy(att_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);
     // r = σ(x_r W_r) [atype];  k = x_k W_k,  v = x_v W_v [fp32; a bf16
     // reference's matmul returns bf16 first, then .float()]
-    matmul(b.att_r, rx_.data(), T, r_.data());
-    matmul(b.att_k, kx_.data(), T, k_.data());
-    matmul(b.att_v, vx_.data(), T, v_.data());
+    matmuls({{&b.att_r, rx_.data(), r_.data()}, {&b.att_k, kx_.data(), k_.data()}, {&b.att_v, vx_.data(), v_.data()}}, T);
     ew::sigmoid(r_.data(), TA, BF16);
     if (BF16) {
       ew::round_bf16(k_.data(), TA);
@@ -254,8 +274,7 @@ void Rwkv4Stage::run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts
     shift_mix(xx_.data(), ffn_shift, b.ffn_mr, b.ffn_1mr, rx_.data());
     std::memcpy(ffn_shift, xx_.data() + size_t(T - 1) * C, sizeof(float) * C);
     // r = σ(x_r W_r);  h = max(x_k W_k, 0)²;  x ← x + r ⊙ (h W_v)
-    matmul(b.ffn_r, rx_.data(), T, r_.data());
-    matmul(b.ffn_k, kx_.data(), T, ffk_.data());
+    matmuls({{&b.ffn_r, rx_.data(), r_.data()}, {&b.ffn_k, kx_.data(), ffk_.data()}}, T);
     ew::sigmoid(r_.data(), TC, BF16);
     ew::relu_square(ffk_.data(), TF, BF16);
     matmul(b.ffn_v, ffk_.data(), T, tmp_.data());

@@ -1,6 +1,7 @@
 // An RWKV-4 stage on the CPU: blocks [first_block, end_block) and maybe the head.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,12 @@ class Rwkv4Stage : public Stage {
   template <bool BF16>
   void run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts);
   void matmul(const Matrix& W, const float* X, int T, float* Y);
+  struct Product {
+    const Matrix* W;
+    const float* X;
+    float* Y;
+  };
+  void matmuls(std::initializer_list<Product> products, int T);
 
   StageSpec spec_;
   ModelHParams hp_;
@@ -62,9 +69,16 @@ class Rwkv4Stage : public Stage {
   const float *lnout_w_ = nullptr, *lnout_b_ = nullptr;
   Matrix head_;
   // Scratch, sized once for chunk_len rows: no allocation per token.
-  std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_, xs_;
-  std::vector<uint16_t> xb_;
-  std::vector<int8_t> digits_;  // int8 VNNI digit planes of x*ry (kernels.h)
+  std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_;
+  // GEMV input scratch (kernels.h GemvScratch), one set per product of a batch.
+  struct Scratch {
+    std::vector<float> xs;
+    std::vector<uint16_t> xb;
+    std::vector<int8_t> digits;  // int8 VNNI digit planes of x*ry
+    GemvScratch view() { return GemvScratch{xs.data(), xb.data(), digits.data()}; }
+  };
+  static constexpr int kScratchSets = 3;
+  Scratch scratch_[kScratchSets];
   ThreadPool pool_;   // the stage's threads (oneDNN runs inside them)
   GemmContext gemm_;  // sequence-mode tiles
 };

@@ -367,3 +367,62 @@ TEST(CpuElementwise, WkvStepIsTheRecurrence) {
     }
   }
 }
+
+// gemv_batch runs several products as one pool job: every output must be the
+// bit-for-bit value of the same product run alone (rows are never split and
+// each product keeps its own scratch), for every kind mix, ISA and thread
+// count — including the int8 VNNI path, which needs the digit planes.
+TEST(CpuKernels, GemvBatchEqualsSeparateProducts) {
+  std::mt19937 g(11);
+  const std::pair<int, int> shapes[] = {{300, 96}, {7, 2051}, {1000, 64}};
+  const Matrix::Kind mixes[][3] = {{Matrix::Kind::U8, Matrix::Kind::U8, Matrix::Kind::U8},
+                                   {Matrix::Kind::F32, Matrix::Kind::BF16, Matrix::Kind::U8},
+                                   {Matrix::Kind::BF16, Matrix::Kind::BF16, Matrix::Kind::F32}};
+  std::vector<TestMatrix> mats;
+  std::vector<std::vector<float>> xs_in;
+  for (auto [rows, cols] : shapes) {
+    mats.push_back(make_matrix(g, rows, cols));
+    std::vector<float> x = randn(g, cols);
+    for (float& v : x) v = bf16_round(v);
+    xs_in.push_back(x);
+  }
+  struct Buf {
+    std::vector<float> xs;
+    std::vector<uint16_t> xb;
+    std::vector<int8_t> digits;
+    GemvScratch view() { return GemvScratch{xs.data(), xb.data(), digits.data()}; }
+  };
+  std::vector<Buf> bufs(3);
+  for (int i = 0; i < 3; ++i) {
+    bufs[i].xs.assign(size_t(shapes[i].second), 0.f);
+    bufs[i].xb.assign(size_t(shapes[i].second) + 64, 0);
+    bufs[i].digits.assign(vnni_digits_bytes(shapes[i].second), 0);
+  }
+  for (const auto& mix : mixes) {
+    Matrix m[3];
+    for (int i = 0; i < 3; ++i) m[i] = mats[i].as(mix[i]);
+    for (Isa isa : supported_isas()) {
+      for (int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        std::vector<std::vector<float>> alone(3), batched(3);
+        GemvScratch views[3];
+        GemvTask tasks[3];
+        for (int i = 0; i < 3; ++i) {
+          alone[i].assign(size_t(m[i].rows), 0.f);
+          batched[i].assign(size_t(m[i].rows), -1.f);
+          GemvScratch s = bufs[i].view();
+          gemv(isa, m[i], xs_in[i].data(), alone[i].data(), s, pool);
+          views[i] = bufs[i].view();
+          tasks[i] = GemvTask{&m[i], xs_in[i].data(), batched[i].data(), &views[i]};
+        }
+        for (int n = 1; n <= 3; ++n) {
+          gemv_batch(isa, tasks, n, pool);
+          for (int i = 0; i < n; ++i)
+            EXPECT_EQ(batched[i], alone[i]) << isa_name(isa) << " threads " << threads << " batch of " << n << " product " << i;
+        }
+      }
+    }
+  }
+  ThreadPool pool(1);
+  EXPECT_THROW(gemv_batch(Isa::Scalar, nullptr, 0, pool), corvid::Error);
+}
