@@ -82,6 +82,7 @@ void group_norm(const float* y, const float* gamma, const float* beta, float* ou
 namespace {
 
 constexpr float kGroupNormEps = 64e-5f;  // §4.3: ln_x eps
+
 constexpr int kMaaSlots = 5;             // v6 data-dependent mixes: w, k, v, r, g (in M1/M2 order)
 
 bool is_v6(const ModelHParams& hp) { return hp.arch >= Arch::V6_0; }
@@ -424,6 +425,16 @@ class Rwkv5Stage : public Stage {
   // Y[T][rows] = X[T][cols] W^T for each product: one pool job of GEMVs for a
   // token, one oneDNN GEMM each for a chunk.
   void matmuls(std::initializer_list<Product> products, int T);
+  // The v6 LoRA products: Y[T][rows] = X[T][cols] W^T summed in double and
+  // rounded once, like the reference's matmul. Why not the GEMV/GEMM kernels:
+  // the decay LoRA feeds exp(−exp(·)), so one bf16 rounding flip of its output
+  // (a near-tie that fp32 summation order decides) moves w enough to shift
+  // logits by 0.035 a few tokens later; it happened on the rwkv6 bf16 fixture
+  // with the AVX2/AVX-512 kernels and with the sgemm order. Summing in double
+  // makes the result the same on every ISA and in step and chunk mode. The
+  // LoRA is (10·Dm + 2·Dd)·C multiply-adds per block, about 2 % of the block
+  // at C = 2048; rows are split across the pool.
+  void lora_products(std::initializer_list<Product> products, int T);
 
   StageSpec spec_;
   ModelHParams hp_;
@@ -583,6 +594,33 @@ void Rwkv5Stage::matmuls(std::initializer_list<Product> products, int T) {
   gemv_batch(isa_, tasks, n, pool_);
 }
 
+void Rwkv5Stage::lora_products(std::initializer_list<Product> products, int T) {
+  for (const Product& p : products) {
+    const Matrix& W = *p.W;
+    const int rows = W.rows, cols = W.cols;
+    const int per = 64;  // rows per pool chunk
+    const int chunks = (rows + per - 1) / per;
+    pool_.for_chunks(chunks, [&](int c, int) {
+      const int j1 = std::min(rows, (c + 1) * per);
+      for (int t = 0; t < T; ++t) {
+        const float* x = p.X + size_t(t) * size_t(cols);
+        float* y = p.Y + size_t(t) * size_t(rows);
+        for (int j = c * per; j < j1; ++j) {
+          double acc = 0;
+          if (W.kind == Matrix::Kind::BF16) {
+            const uint16_t* w = W.bf16 + size_t(j) * size_t(cols);
+            for (int i = 0; i < cols; ++i) acc += double(bf16_to_f32(w[i])) * double(x[i]);
+          } else {
+            const float* w = W.f32 + size_t(j) * size_t(cols);
+            for (int i = 0; i < cols; ++i) acc += double(w[i]) * double(x[i]);
+          }
+          y[j] = float(acc);
+        }
+      }
+    });
+  }
+}
+
 // ---- TimeMix (§4.3 v5.x, §4.4 v6) -------------------------------------------
 template <bool BF16>
 void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
@@ -614,7 +652,7 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
       }
     }
     // m_s = tanh(z·M1)[slot s]·M2[s]   for s = w, k, v, r, g
-    matmuls({{&b.maa_w1[0], wx_.data(), lora_h_[0].data()},
+    lora_products({{&b.maa_w1[0], wx_.data(), lora_h_[0].data()},
              {&b.maa_w1[1], wx_.data(), lora_h_[1].data()},
              {&b.maa_w1[2], wx_.data(), lora_h_[2].data()},
              {&b.maa_w1[3], wx_.data(), lora_h_[3].data()},
@@ -622,7 +660,7 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
             T);
     for (int s = 0; s < kMaaSlots; ++s)
       for (size_t i = 0; i < size_t(T) * size_t(Dm_); ++i) lora_h_[s][i] = A<BF16>(std::tanh(A<BF16>(lora_h_[s][i])));
-    matmuls({{&b.maa_w2[0], lora_h_[0].data(), lora_m_[0].data()},
+    lora_products({{&b.maa_w2[0], lora_h_[0].data(), lora_m_[0].data()},
              {&b.maa_w2[1], lora_h_[1].data(), lora_m_[1].data()},
              {&b.maa_w2[2], lora_h_[2].data(), lora_m_[2].data()},
              {&b.maa_w2[3], lora_h_[3].data(), lora_m_[3].data()},
@@ -662,9 +700,9 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
   // v6 decay per token and channel: w = exp(−exp(time_decay + tanh(x_w D1)·D2)), fp32
   const float* wrow = b.decay;
   if (is_v6(hp_)) {
-    matmuls({{&b.decay_w1, wx_.data(), dec_h_.data()}}, T);
+    lora_products({{&b.decay_w1, wx_.data(), dec_h_.data()}}, T);
     for (size_t i = 0; i < size_t(T) * size_t(Dd_); ++i) dec_h_[i] = A<BF16>(std::tanh(A<BF16>(dec_h_[i])));
-    matmuls({{&b.decay_w2, dec_h_.data(), w_.data()}}, T);
+    lora_products({{&b.decay_w2, dec_h_.data(), w_.data()}}, T);
     for (int t = 0; t < T; ++t)
       for (int c = 0; c < C; ++c) {
         const size_t i = size_t(t) * C + c;

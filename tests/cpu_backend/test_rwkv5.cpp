@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
@@ -28,6 +29,23 @@ using namespace corvid_test;
 namespace {
 
 std::string v5_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models_v5plus"; }
+
+// The first token whose logits differ from the reference at all (-1: none).
+long first_row_off(const std::vector<float>& got, const std::vector<float>& want, int V) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i]) return long(i / size_t(V));
+  return -1;
+}
+
+// Forces one kernel family for the stages created in its scope.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) {
+    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
+  }
+  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
+};
 
 bool is_v5_or_v6(const Fixture& fx) { return fx.name.rfind("rwkv5", 0) == 0 || fx.name.rfind("rwkv6", 0) == 0; }
 
@@ -90,10 +108,14 @@ TEST(Rwkv5Pieces, GroupNormMatchesDouble) {
   for (float x : o2) EXPECT_EQ(x, 0.25f);
 }
 
-// Every v5.x/v6 fixture × strategy × mode × threads against the reference.
+// Every v5.x/v6 fixture × strategy × mode × threads × kernel family this CPU
+// has (forced with CORVID_CPU_ISA) against the reference.
 TEST(Rwkv5Fixtures, MatchTheReference) {
   int runs = 0;
-  const char* isa_env = std::getenv("CORVID_CPU_ISA");
+  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
+  if (!cpu::isa_supported(isa)) continue;
+  const char* isa_env = cpu::isa_name(isa);
+  IsaScope scope(isa);
   for (const Fixture& fx : load_fixtures(v5_dir())) {
     if (!is_v5_or_v6(fx)) continue;
     for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
@@ -117,7 +139,8 @@ TEST(Rwkv5Fixtures, MatchTheReference) {
           ASSERT_EQ(got.size(), want.data.size());
           size_t at = 0;
           double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
-          EXPECT_LE(r, 1.0) << "logit " << at << ": got " << got[at] << ", want " << want.data[at];
+          EXPECT_LE(r, 1.0) << "logit " << at << " (token " << at / size_t(fx.V) << "): got " << got[at] << ", want "
+                            << want.data[at] << "; first token off: " << first_row_off(got, want.data, fx.V);
           const double dl = max_abs_diff(got.data(), want.data.data(), got.size());
           std::vector<float> s = st.serialize();
           ASSERT_EQ(s.size(), sw.data.size());
@@ -131,19 +154,26 @@ TEST(Rwkv5Fixtures, MatchTheReference) {
       }
     }
   }
+  }
   EXPECT_GE(runs, 5 * 3 * 2 * 2);  // five v5/v6 fixtures, three strategies, two thread counts, >= 2 modes
 }
 
-// cpu bf16i8 (bf16 activations, int8 weights) has no reference run of its own:
-// it must stay within the bf16 tolerance of the bf16 reference only loosely, so
-// it is checked against cpu bf16's expected logits at 4x the bf16 tolerance
-// (int8 weight error ~ 1/256 of a row's range on top of bf16 rounding).
-TEST(Rwkv5Fixtures, Bf16i8RunsCloseToBf16) {
+// cpu bf16i8 (bf16 activations, int8 weights) has no reference run of its
+// own. Its two ingredients are each checked above (bf16 rounding points in cpu
+// bf16, the int8 product in cpu fp32i8), so here it must be as close to the
+// fp32i8 reference as a small multiple of cpu bf16's distance to cpu fp32.
+// The multiple is 4 (+0.05), not 1: under bf16i8 the int8 side vectors
+// (mx, rx, my, ry) are bf16 values (§2.6 step 5), a second error source that
+// bf16 weights lack; measured 1.2-3.8x on these fixtures. A wrong matrix or
+// rounding path misses by whole units (|logits| reach 5-10 here).
+TEST(Rwkv5Fixtures, Bf16i8IsAsCloseToFp32i8AsBf16IsToFp32) {
   for (const Fixture& fx : load_fixtures(v5_dir())) {
     if (!is_v5_or_v6(fx)) continue;
-    const ExpectedRun& ex = fx.expected.at("cpu bf16");
     SCOPED_TRACE(fx.name);
-    NpyArray want = read_npy(ex.logits.at("step"));
+    NpyArray i8 = read_npy(fx.expected.at("cpu fp32i8").logits.at("step"));
+    NpyArray f32 = read_npy(fx.expected.at("cpu fp32").logits.at("step"));
+    NpyArray b16 = read_npy(fx.expected.at("cpu bf16").logits.at("step"));
+    const double bf16_cost = max_abs_diff(b16.data.data(), f32.data.data(), f32.data.size());
     EngineOptions o = engine_default_options();
     o.model_path = fx.files[0];
     o.strategy = "cpu bf16i8";
@@ -152,10 +182,10 @@ TEST(Rwkv5Fixtures, Bf16i8RunsCloseToBf16) {
     auto eng = Engine::load(o);
     State st = eng->new_state();
     std::vector<float> got = run_fixture_mode(*eng, fx, "step", st);
-    const double d = max_abs_diff(got.data(), want.data.data(), got.size());
-    std::printf("[v5 fixture] %-20s cpu bf16i8 step vs bf16 reference: max|dlogit| %.3g\n", fx.name.c_str(), d);
-    EXPECT_TRUE(std::isfinite(d));
-    EXPECT_LE(tolerance_ratio(got.data(), want.data.data(), got.size(), 0.25, 0.05), 1.0);
+    const double d = max_abs_diff(got.data(), i8.data.data(), got.size());
+    std::printf("[v5 fixture] %-20s cpu bf16i8 step: max|d| to fp32i8 ref %.3g (bf16 ref to fp32 ref: %.3g)\n",
+                fx.name.c_str(), d, bf16_cost);
+    EXPECT_LE(d, 4 * bf16_cost + 0.05);
   }
 }
 
