@@ -135,9 +135,8 @@ ConvertResult convert_checkpoint(const ConvertOptions& opts) {
                 "\") — convert the original checkpoint instead");
 
   ModelHParams hp = detect_hparams(*ck);
-  // Same gate as Engine::load: the backends implement RWKV-4 only.
-  if (hp.arch != Arch::V4)
-    throw Error(ck->path() + ": RWKV " + std::string(arch_name(hp.arch)) + " checkpoints are not supported yet (Corvid runs RWKV-4)");
+  // Every generation is converted; a backend that does not run this one says
+  // so in prepare() (as Engine::load does), before anything is written.
   log("Model: " + ck->path() + " (" + format_name(ck->format()) + "), " + describe_hparams(hp));
 
   StrategySpec parsed;
