@@ -141,6 +141,71 @@ ModelHParams detect_hparams(const Checkpoint& ckpt) {
     expect_shape(ckpt, "ln_out.bias", {C});
     expect_shape(ckpt, "head.weight", {V, C});
   }
+
+  // RWKV-5.0/5.1/5.2 and 6.0: every tensor their forward pass reads
+  // (rwkv-reference §1.3; shapes compared after squeezing unit dimensions).
+  if (hp.arch >= Arch::V5_0 && hp.arch <= Arch::V6_0) {
+    const int64_t C = hp.n_embd, A = hp.n_att, F = hp.n_ffn, V = hp.n_vocab, H = hp.n_head, N = hp.head_size;
+    const bool v6 = hp.arch == Arch::V6_0, gate = hp.arch >= Arch::V5_1, per_channel = hp.arch >= Arch::V5_2;
+    expect_shape(ckpt, "blocks.0.ln0.weight", {C});
+    expect_shape(ckpt, "blocks.0.ln0.bias", {C});
+    // v6 LoRA widths, from block 0 (every block must agree).
+    int64_t Dm = 0, Dd = 0;
+    if (v6) {
+      const TensorView& m1 = need(ckpt, "blocks.0.att.time_maa_w1");
+      const TensorView& d1 = need(ckpt, "blocks.0.att.time_decay_w1");
+      if (m1.ndim != 2 || m1.shape[1] % 5 != 0 || m1.shape[1] < 5)
+        fail(ckpt, "tensor 'blocks.0.att.time_maa_w1' has shape " + shape_string(m1) + ", expected (" +
+                       std::to_string(C) + ", 5*Dm)");
+      if (d1.ndim != 2 || d1.shape[1] < 1)
+        fail(ckpt, "tensor 'blocks.0.att.time_decay_w1' has shape " + shape_string(d1) + ", expected (" +
+                       std::to_string(C) + ", Dd)");
+      Dm = m1.shape[1] / 5;
+      Dd = d1.shape[1];
+    }
+    for (int l = 0; l < hp.n_layer; ++l) {
+      const std::string b = "blocks." + std::to_string(l) + ".";
+      for (const char* ln : {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias"}) expect_shape(ckpt, b + ln, {C});
+      if (v6) {
+        for (const char* m : {"att.time_maa_x", "att.time_maa_w", "att.time_maa_k", "att.time_maa_v", "att.time_maa_r",
+                              "att.time_maa_g", "ffn.time_maa_k", "ffn.time_maa_r"})
+          expect_shape(ckpt, b + m, {C});
+        expect_shape(ckpt, b + "att.time_maa_w1", {C, 5 * Dm});
+        expect_shape(ckpt, b + "att.time_maa_w2", {5, Dm, C});
+        expect_shape(ckpt, b + "att.time_decay_w1", {C, Dd});
+        expect_shape(ckpt, b + "att.time_decay_w2", {Dd, C});
+        expect_shape(ckpt, b + "att.time_decay", {A});
+      } else {
+        for (const char* m : {"att.time_mix_k", "att.time_mix_v", "att.time_mix_r", "ffn.time_mix_k", "ffn.time_mix_r"})
+          expect_shape(ckpt, b + m, {C});
+        if (gate) expect_shape(ckpt, b + "att.time_mix_g", {C});
+        if (per_channel) expect_shape(ckpt, b + "att.time_decay", {H, N});
+        else expect_shape(ckpt, b + "att.time_decay", {H});
+      }
+      // The bonus: time_faaaa (H, N) in v5.2/v6 (time_first is accepted too), (H) in v5.0/5.1.
+      const std::string bonus = ckpt.find(b + "att.time_faaaa") ? b + "att.time_faaaa" : b + "att.time_first";
+      if (per_channel) expect_shape(ckpt, bonus, {H, N});
+      else expect_shape(ckpt, bonus, {H});
+      expect_shape(ckpt, b + "att.ln_x.weight", {A});
+      expect_shape(ckpt, b + "att.ln_x.bias", {A});
+      expect_shape(ckpt, b + "att.key.weight", {A, C});
+      expect_shape(ckpt, b + "att.value.weight", {A, C});
+      expect_shape(ckpt, b + "att.receptance.weight", {A, C});
+      expect_shape(ckpt, b + "att.output.weight", {C, A});
+      if (gate) expect_shape(ckpt, b + "att.gate.weight", {A, C});
+      if (ckpt.find(b + "att.time_state")) expect_shape(ckpt, b + "att.time_state", {H, N, N});
+      expect_shape(ckpt, b + "ffn.key.weight", {F, C});
+      expect_shape(ckpt, b + "ffn.value.weight", {C, F});
+      expect_shape(ckpt, b + "ffn.receptance.weight", {C, C});
+    }
+    expect_shape(ckpt, "ln_out.weight", {C});
+    expect_shape(ckpt, "ln_out.bias", {C});
+    expect_shape(ckpt, "head.weight", {V, C});
+  }
+
+  // RWKV-7: validated by its own engineer (rwkv7_stage); nothing here yet.
+  if (hp.arch == Arch::V7_0) {
+  }
   return hp;
 }
 
