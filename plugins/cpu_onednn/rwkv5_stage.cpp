@@ -94,6 +94,34 @@ inline float A(float v) {
   return BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
 }
 
+// Σ w_i·x_i in double, rounded once by the caller (the v6 LoRA products). Eight
+// independent partial sums so the loop vectorises (a single double accumulator
+// is one long dependency chain); in double the order changes nothing that
+// survives the rounding to fp32. Compiled per ISA like elementwise.cpp.
+#define CORVID_V5_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+CORVID_V5_CLONES double dot_f64(const float* __restrict w, const float* __restrict x, int n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += double(w[i + l]) * double(x[i + l]);
+  for (; i < n; ++i) acc[0] += double(w[i]) * double(x[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+CORVID_V5_CLONES double dot_f64(const uint16_t* __restrict w, const float* __restrict x, int n) {
+  auto wide = [](uint16_t b) {
+    const uint32_t u = uint32_t(b) << 16;  // bf16 → fp32 is exact
+    float f;
+    std::memcpy(&f, &u, 4);
+    return double(f);
+  };
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += wide(w[i + l]) * double(x[i + l]);
+  for (; i < n; ++i) acc[0] += wide(w[i]) * double(x[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 // v6 LoRA widths from the raw checkpoint; [GK] defaults when only an estimate is needed.
 struct LoraDims {
   int Dm = 0, Dd = 0;
@@ -605,17 +633,9 @@ void Rwkv5Stage::lora_products(std::initializer_list<Product> products, int T) {
       for (int t = 0; t < T; ++t) {
         const float* x = p.X + size_t(t) * size_t(cols);
         float* y = p.Y + size_t(t) * size_t(rows);
-        for (int j = c * per; j < j1; ++j) {
-          double acc = 0;
-          if (W.kind == Matrix::Kind::BF16) {
-            const uint16_t* w = W.bf16 + size_t(j) * size_t(cols);
-            for (int i = 0; i < cols; ++i) acc += double(bf16_to_f32(w[i])) * double(x[i]);
-          } else {
-            const float* w = W.f32 + size_t(j) * size_t(cols);
-            for (int i = 0; i < cols; ++i) acc += double(w[i]) * double(x[i]);
-          }
-          y[j] = float(acc);
-        }
+        for (int j = c * per; j < j1; ++j)
+          y[j] = W.kind == Matrix::Kind::BF16 ? float(dot_f64(W.bf16 + size_t(j) * size_t(cols), x, cols))
+                                              : float(dot_f64(W.f32 + size_t(j) * size_t(cols), x, cols));
       }
     });
   }
