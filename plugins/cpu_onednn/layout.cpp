@@ -1,9 +1,11 @@
 #include "layout.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "corvid/sdk/weights_util.h"
+#include "quantize_fast.h"
 
 namespace corvid::cpu {
 
@@ -21,22 +23,28 @@ void prepare_vector(const WeightSource& raw, WeightSink& out, const std::string&
 
 void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
                     int64_t rows, int64_t cols, Precision p) {
+  prepare_matrix(raw, out, hp, name, rows, cols, p, 0);
+}
+
+void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
+                    int64_t rows, int64_t cols, Precision p, int threads) {
   const TensorView& t = raw.require(name);
   if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
     throw Error(raw.origin() + ": tensor '" + name + "' has shape " + shape_string(t) + ", expected (" +
                 std::to_string(rows) + ", " + std::to_string(cols) + ")");
+  // Read the raw (out, in) order as fp32 (exact for fp16/bf16 files) and divide
+  // by 2^s (exact), which is the value the reference gets by dividing in the
+  // file dtype; the reference's transposes are not needed for the bytes.
+  const int s = wutil::rescale_shift(hp, name);
+  std::vector<float> w(size_t(rows * cols));
+  matrix_to_f32_scaled(t, w.data(), s > 0 ? std::ldexp(1.0f, -s) : 1.f, threads);
   if (p.quantized()) {
-    // Quantise exactly as the reference, on the (in, out) matrix: n = in rows, m = out cols.
-    std::vector<float> w_in_out = wutil::matrix_in_out_f32(t, hp, name);  // [cols][rows]
-    std::vector<uint8_t> q(size_t(rows * cols));
-    std::vector<float> mx(static_cast<size_t>(rows)), rx(static_cast<size_t>(rows)), my(static_cast<size_t>(cols)), ry(static_cast<size_t>(cols));
-    wutil::quantize_u8(w_in_out.data(), cols, rows, q.data(), mx.data(), rx.data(), my.data(), ry.data());
+    // The reference quantises the (in, out) matrix (n = in, m = out);
+    // quantize_u8_out_in gives the same bytes from the (out, in) one.
     uint8_t* dst = out.begin_as<uint8_t>(name, DType::U8, {rows, cols});
-    constexpr int64_t B = 64;  // blocked transpose back to (out, in)
-    for (int64_t i0 = 0; i0 < cols; i0 += B)
-      for (int64_t j0 = 0; j0 < rows; j0 += B)
-        for (int64_t i = i0; i < std::min(cols, i0 + B); ++i)
-          for (int64_t j = j0; j < std::min(rows, j0 + B); ++j) dst[j * cols + i] = q[size_t(i * rows + j)];
+    std::vector<float> mx(static_cast<size_t>(rows)), rx(static_cast<size_t>(rows)), my(static_cast<size_t>(cols)),
+        ry(static_cast<size_t>(cols));
+    quantize_u8_out_in(w.data(), rows, cols, dst, mx.data(), rx.data(), my.data(), ry.data(), threads);
     auto side = [&](const char* suffix, const std::vector<float>& v) {
       float* d = out.begin_as<float>(name + suffix, DType::F32, {int64_t(v.size())});
       for (size_t i = 0; i < v.size(); ++i) d[i] = wutil::round_to(p.atype, v[i]);
@@ -47,21 +55,16 @@ void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams
     side(".ry", ry);
     return;
   }
-  // Float weights keep the raw (out, in) order: read it as fp32 (exact for
-  // fp16/bf16 files), divide by 2^s (exact), and cast, which is the value the
-  // reference gets by dividing in the file dtype and casting the transpose.
-  std::vector<float> w(size_t(rows * cols));
-  wutil::to_f32(t, w.data());
-  if (const int s = wutil::rescale_shift(hp, name); s > 0) {
-    const float f = std::ldexp(1.0f, -s);
-    for (float& v : w) v *= f;
-  }
   if (p.wtype == DType::BF16) {
     uint16_t* dst = out.begin_as<uint16_t>(name, DType::BF16, {rows, cols});
     for (size_t i = 0; i < w.size(); ++i) dst[i] = f32_to_bf16(w[i]);
     return;
   }
   float* dst = out.begin_as<float>(name, DType::F32, {rows, cols});
+  if (p.wtype == DType::F32) {
+    std::memcpy(dst, w.data(), w.size() * 4);
+    return;
+  }
   for (size_t i = 0; i < w.size(); ++i) dst[i] = wutil::round_to(p.wtype, w[i]);
 }
 
@@ -95,20 +98,20 @@ void prepare_stage(const StageSpec& spec, const ModelHParams& hp, const WeightSo
       if (t.numel() != Aa) throw Error(raw.origin() + ": tensor '" + n + "' has the wrong size");
       wutil::to_f32(t, out.begin_as<float>(n, DType::F32, {Aa}));
     }
-    prepare_matrix(raw, out, hp, tensor_name(l, "att.key.weight"), Aa, C, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "att.value.weight"), Aa, C, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "att.receptance.weight"), Aa, C, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "att.output.weight"), C, Aa, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.key.weight"), F, C, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.value.weight"), C, F, p);
-    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.receptance.weight"), C, C, p);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.key.weight"), Aa, C, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.value.weight"), Aa, C, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.receptance.weight"), Aa, C, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "att.output.weight"), C, Aa, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.key.weight"), F, C, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.value.weight"), C, F, p, spec.threads);
+    prepare_matrix(raw, out, hp, tensor_name(l, "ffn.receptance.weight"), C, C, p, spec.threads);
     done += per_block;
     if (progress) progress(done, total);
   }
   if (spec.has_head) {
     prepare_vector(raw, out, "ln_out.weight", C, p.atype);
     prepare_vector(raw, out, "ln_out.bias", C, p.atype);
-    prepare_matrix(raw, out, hp, "head.weight", hp.n_vocab, C, p);
+    prepare_matrix(raw, out, hp, "head.weight", hp.n_vocab, C, p, spec.threads);
     if (progress) progress(total, total);
   }
 }

@@ -34,6 +34,10 @@ void prepare_vector(const WeightSource& raw, WeightSink& out, const std::string&
 // -> (out, in) row-major in the sink.
 void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
                     int64_t rows, int64_t cols, Precision p);
+// The same with a thread budget for the load (0 = the hardware's; the bytes do
+// not depend on it). The overload above uses 0.
+void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
+                    int64_t rows, int64_t cols, Precision p, int threads);
 
 // Bytes of prepared weights (matrices and vectors) for a stage.
 uint64_t prepared_bytes(const StageSpec& spec, const ModelHParams& hp);
