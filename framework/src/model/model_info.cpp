@@ -288,8 +288,18 @@ std::vector<float> fold_embedding(const Checkpoint& ckpt, const ModelHParams& hp
   // visible error (up to 1 bf16 ulp differences in ~30% of values); that is a
   // property of one torch build, so we use the exact value (docs/numerics.md).
   const DType file_dt = emb.dtype;
+  // RWKV-7 (the reference's v7 class, §2.8): emb and ln0 are cast to the model
+  // dtype first and the fold is computed in it, whatever the file dtype.
+  const bool v7_fold = hp.arch == Arch::V7_0;
+  if (v7_fold)
+    for (int64_t c = 0; c < C; ++c) {
+      gw[c] = wutil::round_to(layer0_atype, gw[c]);
+      gb[c] = wutil::round_to(layer0_atype, gb[c]);
+    }
   for (int64_t v = 0; v < V; ++v) {
     for (int64_t c = 0; c < C; ++c) row[c] = wutil::load_scalar(emb.data, emb.dtype, v * emb.strides[0] + c * emb.strides[1]);
+    if (v7_fold)
+      for (int64_t c = 0; c < C; ++c) row[c] = wutil::round_to(layer0_atype, row[c]);
     double mean = 0;
     for (int64_t c = 0; c < C; ++c) mean += row[c];
     mean /= double(C);
@@ -300,7 +310,7 @@ std::vector<float> fold_embedding(const Checkpoint& ckpt, const ModelHParams& hp
     float* o = out.data() + v * C;
     for (int64_t c = 0; c < C; ++c) {
       float y = float((double(row[c]) - mean) * rstd * double(gw[c]) + double(gb[c]));
-      if (file_dt == DType::BF16) y = wutil::round_to(DType::BF16, y);
+      if (file_dt == DType::BF16 && !v7_fold) y = wutil::round_to(DType::BF16, y);
       o[c] = wutil::round_to(layer0_atype, y);
     }
   }
