@@ -9,6 +9,7 @@
 
 #include "corvid/sdk/error.h"
 #include "corvid/sdk/weights_util.h"
+#include "validate_v7.h"
 
 namespace corvid {
 namespace {
@@ -205,6 +206,7 @@ ModelHParams detect_hparams(const Checkpoint& ckpt) {
 
   // RWKV-7: validated by its own engineer (rwkv7_stage); nothing here yet.
   if (hp.arch == Arch::V7_0) {
+    validate_v7(ckpt, hp);
   }
   return hp;
 }
