@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -297,8 +298,24 @@ Matrix lora(const WeightSource& w, const std::string& name, int cols, DType atyp
 }
 
 int default_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return std::max(1, int(n > 1 ? n / 2 : 1));
+  // Physical cores (distinct package:core pairs), as the RWKV-4/5 stages count them.
+  std::vector<std::pair<int, int>> seen;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    FILE* f = std::fopen((base + "core_id").c_str(), "r");
+    if (!f) break;
+    int core = -1, pkg = 0;
+    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
+    std::fclose(f);
+    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
+      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
+      std::fclose(g);
+    }
+    if (std::find(seen.begin(), seen.end(), std::make_pair(pkg, core)) == seen.end()) seen.emplace_back(pkg, core);
+  }
+  int n = int(seen.size());
+  if (n <= 0) n = int(std::thread::hardware_concurrency());
+  return std::max(1, n);
 }
 
 struct Rwkv7Block {

@@ -21,6 +21,7 @@
 #include "common/fixture_run.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
+#include "kernels.h"
 #include "rwkv7_stage.h"
 
 using namespace corvid;
@@ -29,6 +30,16 @@ using namespace corvid_test;
 namespace {
 std::string v5plus_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models_v5plus"; }
 bool is_v7(const Fixture& fx) { return fx.name.rfind("rwkv7", 0) == 0; }
+
+// Forces one kernel family for the stages created in its scope.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) {
+    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
+  }
+  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
+};
 }  // namespace
 
 // S[i,j] ← S[i,j]·ω_j + (Σ_l S[i,l]·(−κ_l))·κ_j·a_j + v_i·k_j;  y_i = Σ_j S[i,j]·r_j,
@@ -99,9 +110,13 @@ TEST(Rwkv7Pieces, L2NormalizePerHeadWithEps) {
   for (int i = 0; i < N; ++i) EXPECT_EQ(out[N + i], 0.f);
 }
 
-// Every v7 fixture × strategy × mode × threads against the reference.
+// Every v7 fixture × strategy × mode × threads × kernel family this CPU has
+// (forced with CORVID_CPU_ISA) against the reference.
 TEST(Rwkv7Fixtures, MatchTheReference) {
   int runs = 0;
+  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
+  if (!cpu::isa_supported(isa)) continue;
+  IsaScope scope(isa);
   for (const Fixture& fx : load_fixtures(v5plus_dir())) {
     if (!is_v7(fx)) continue;
     for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
@@ -132,12 +147,13 @@ TEST(Rwkv7Fixtures, MatchTheReference) {
           double rs = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
           EXPECT_LE(rs, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
           const double ds = max_abs_diff(s.data(), sw.data.data(), s.size());
-          std::printf("[v7 fixture] %-18s %-10s %-8s t%d  max|dlogit| %.3g  max|dstate| %.3g\n", fx.name.c_str(),
-                      strategy, mode.c_str(), threads, dl, ds);
+          std::printf("[v7 fixture] %-18s %-10s %-8s t%d isa=%s  max|dlogit| %.3g  max|dstate| %.3g\n",
+                      fx.name.c_str(), strategy, mode.c_str(), threads, cpu::isa_name(isa), dl, ds);
           ++runs;
         }
       }
     }
+  }
   }
   EXPECT_GE(runs, 2 * 3 * 2 * 2);
 }
