@@ -94,7 +94,7 @@ inline float A(float v) {
   return BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
 }
 
-// Σ w_i·x_i in double, rounded once by the caller (the v6 LoRA products). Eight
+// Σ w_i·x_i in double, rounded once by the caller (the v6 decay LoRA). Eight
 // independent partial sums so the loop vectorises (a single double accumulator
 // is one long dependency chain); in double the order changes nothing that
 // survives the rounding to fp32. Compiled per ISA like elementwise.cpp.
@@ -453,15 +453,16 @@ class Rwkv5Stage : public Stage {
   // Y[T][rows] = X[T][cols] W^T for each product: one pool job of GEMVs for a
   // token, one oneDNN GEMM each for a chunk.
   void matmuls(std::initializer_list<Product> products, int T);
-  // The v6 LoRA products: Y[T][rows] = X[T][cols] W^T summed in double and
-  // rounded once, like the reference's matmul. Why not the GEMV/GEMM kernels:
-  // the decay LoRA feeds exp(−exp(·)), so one bf16 rounding flip of its output
-  // (a near-tie that fp32 summation order decides) moves w enough to shift
-  // logits by 0.035 a few tokens later; it happened on the rwkv6 bf16 fixture
-  // with the AVX2/AVX-512 kernels and with the sgemm order. Summing in double
-  // makes the result the same on every ISA and in step and chunk mode. The
-  // LoRA is (10·Dm + 2·Dd)·C multiply-adds per block, about 2 % of the block
-  // at C = 2048; rows are split across the pool.
+  // The v6 decay LoRA products: Y[T][rows] = X[T][cols] W^T summed in double
+  // and rounded once, like the reference's matmul. Why not the GEMV/GEMM
+  // kernels: this LoRA feeds exp(−exp(·)), so one bf16 rounding flip of its
+  // output (a near-tie that fp32 summation order decides) moves w enough to
+  // shift logits by 0.035 a few tokens later; it happened on the rwkv6 bf16
+  // fixture with the AVX2/AVX-512 kernels and with the sgemm order. Summing in
+  // double gives the same bits on every ISA and in step and chunk mode. It is
+  // 2·Dd·C multiply-adds per block (0.4 % of a block at C = 2048). The mix
+  // LoRA (time_maa_w1/w2, 4x larger) stays on the kernels: a flip there is not
+  // amplified (the fixtures pass bit-exactly on every ISA).
   void lora_products(std::initializer_list<Product> products, int T);
 
   StageSpec spec_;
@@ -672,7 +673,7 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
       }
     }
     // m_s = tanh(z·M1)[slot s]·M2[s]   for s = w, k, v, r, g
-    lora_products({{&b.maa_w1[0], wx_.data(), lora_h_[0].data()},
+    matmuls({{&b.maa_w1[0], wx_.data(), lora_h_[0].data()},
              {&b.maa_w1[1], wx_.data(), lora_h_[1].data()},
              {&b.maa_w1[2], wx_.data(), lora_h_[2].data()},
              {&b.maa_w1[3], wx_.data(), lora_h_[3].data()},
@@ -680,7 +681,7 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
             T);
     for (int s = 0; s < kMaaSlots; ++s)
       for (size_t i = 0; i < size_t(T) * size_t(Dm_); ++i) lora_h_[s][i] = A<BF16>(std::tanh(A<BF16>(lora_h_[s][i])));
-    lora_products({{&b.maa_w2[0], lora_h_[0].data(), lora_m_[0].data()},
+    matmuls({{&b.maa_w2[0], lora_h_[0].data(), lora_m_[0].data()},
              {&b.maa_w2[1], lora_h_[1].data(), lora_m_[1].data()},
              {&b.maa_w2[2], lora_h_[2].data(), lora_m_[2].data()},
              {&b.maa_w2[3], lora_h_[3].data(), lora_m_[3].data()},
