@@ -54,7 +54,10 @@ inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 namespace v7 {
 
-void wkv7_head_step(const float* __restrict r, const float* __restrict w, const float* __restrict k,
+// Compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (the
+// element-wise loops vectorise; reductions keep their order, so the bits are
+// the same on every clone: no -ffast-math, no FMA contraction).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void wkv7_head_step(const float* __restrict r, const float* __restrict w, const float* __restrict k,
                     const float* __restrict v, const float* __restrict kappa, const float* __restrict a,
                     float* __restrict S, float* __restrict y, int N, bool bf16, float* __restrict ab,
                     float* __restrict sa) {
