@@ -1,5 +1,6 @@
 // cpu_onednn: the CPU backend plugin (cpu fp32, cpu bf16, cpu fp32i8, cpu bf16i8).
-// The prepared layout is described in layout.h, the forward pass in rwkv4_stage.cpp.
+// The prepared layout is described in layout.h; the forward passes are in rwkv4_stage.cpp,
+// rwkv5_stage.cpp (v5.x and v6) and rwkv7_stage.cpp (arch_dispatch.h picks one).
 #include "arch_dispatch.h"
 #include "corvid/sdk/plugin.h"
 #include "layout.h"
@@ -74,7 +75,7 @@ const PluginEntry kEntry = {CORVID_ABI_VERSION,
                             PluginKind::Backend,
                             "cpu_onednn",
                             "0.1.0",
-                            "RWKV-4 on the CPU: fp32, bf16, int8 weights; AVX-512/AVX2 GEMV decode, oneDNN GEMM prefill",
+                            "RWKV-4, 5.x, 6 and 7 on the CPU: fp32, bf16, int8 weights; AVX-512/AVX2 GEMV decode, oneDNN GEMM prefill",
                             kServed,
                             sizeof(kServed) / sizeof(kServed[0]),
                             &create_backend,
