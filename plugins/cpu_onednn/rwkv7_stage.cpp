@@ -517,15 +517,22 @@ void Rwkv7Stage::lora_products(std::initializer_list<Product> products, int T) {
         const float* x = p.X + size_t(t) * size_t(cols);
         float* y = p.Y + size_t(t) * size_t(rows);
         for (int j = c * per; j < j1; ++j) {
-          double acc = 0;
+          // Four partial sums in a fixed order (the source fixes it, so every
+          // ISA gives the same bits) let the compiler overlap the adds.
+          double acc[4] = {0, 0, 0, 0};
+          int i = 0;
           if (W.kind == Matrix::Kind::BF16) {
             const uint16_t* wr = W.bf16 + size_t(j) * size_t(cols);
-            for (int i = 0; i < cols; ++i) acc += double(bf16_to_f32(wr[i])) * double(x[i]);
+            for (; i + 4 <= cols; i += 4)
+              for (int u = 0; u < 4; ++u) acc[u] += double(bf16_to_f32(wr[i + u])) * double(x[i + u]);
+            for (; i < cols; ++i) acc[0] += double(bf16_to_f32(wr[i])) * double(x[i]);
           } else {
             const float* wr = W.f32 + size_t(j) * size_t(cols);
-            for (int i = 0; i < cols; ++i) acc += double(wr[i]) * double(x[i]);
+            for (; i + 4 <= cols; i += 4)
+              for (int u = 0; u < 4; ++u) acc[u] += double(wr[i + u]) * double(x[i + u]);
+            for (; i < cols; ++i) acc[0] += double(wr[i]) * double(x[i]);
           }
-          y[j] = float(acc);
+          y[j] = float((acc[0] + acc[1]) + (acc[2] + acc[3]));
         }
       }
     });
