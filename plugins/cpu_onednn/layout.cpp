@@ -1,7 +1,6 @@
 #include "layout.h"
 
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "corvid/sdk/weights_util.h"
@@ -36,8 +35,13 @@ void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams
   // by 2^s (exact), which is the value the reference gets by dividing in the
   // file dtype; the reference's transposes are not needed for the bytes.
   const int s = wutil::rescale_shift(hp, name);
+  const float scale = s > 0 ? std::ldexp(1.0f, -s) : 1.f;
+  if (!p.quantized() && p.wtype == DType::F32) {  // fp32 stages: straight into the sink
+    matrix_to_f32_scaled(t, out.begin_as<float>(name, DType::F32, {rows, cols}), scale, threads);
+    return;
+  }
   std::vector<float> w(size_t(rows * cols));
-  matrix_to_f32_scaled(t, w.data(), s > 0 ? std::ldexp(1.0f, -s) : 1.f, threads);
+  matrix_to_f32_scaled(t, w.data(), scale, threads);
   if (p.quantized()) {
     // The reference quantises the (in, out) matrix (n = in, m = out);
     // quantize_u8_out_in gives the same bytes from the (out, in) one.
@@ -57,14 +61,10 @@ void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams
   }
   if (p.wtype == DType::BF16) {
     uint16_t* dst = out.begin_as<uint16_t>(name, DType::BF16, {rows, cols});
-    for (size_t i = 0; i < w.size(); ++i) dst[i] = f32_to_bf16(w[i]);
+    cast_f32_to_bf16(w.data(), dst, int64_t(w.size()), threads);
     return;
   }
   float* dst = out.begin_as<float>(name, DType::F32, {rows, cols});
-  if (p.wtype == DType::F32) {
-    std::memcpy(dst, w.data(), w.size() * 4);
-    return;
-  }
   for (size_t i = 0; i < w.size(); ++i) dst[i] = wutil::round_to(p.wtype, w[i]);
 }
 

@@ -212,6 +212,15 @@ void quantize_u8_out_in(float* w, int64_t R, int64_t C, uint8_t* q, float* mx, f
   for (int64_t j = 0; j < C; ++j) ry[j] /= 16.f;
 }
 
+void cast_f32_to_bf16(const float* src, uint16_t* dst, int64_t n, int threads) {
+  constexpr int64_t kChunk = 4096;  // split into chunks so every thread gets whole ones
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  parallel_rows(chunks, load_threads(threads, chunks), [&](int64_t a, int64_t b, int) {
+    const int64_t i1 = std::min(n, b * kChunk);
+    for (int64_t i = a * kChunk; i < i1; ++i) dst[i] = f32_to_bf16(src[i]);
+  });
+}
+
 void matrix_to_f32_scaled(const TensorView& t, float* dst, float scale, int threads) {
   const bool fast = t.ndim == 2 && t.is_contiguous() &&
                     (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16);

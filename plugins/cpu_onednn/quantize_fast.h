@@ -42,6 +42,9 @@ inline void quantize_u8_out_in(float* w, int64_t R, int64_t C, uint8_t* q, float
 // `v *= scale`. Contiguous F32/BF16/F16 views are converted in parallel.
 void matrix_to_f32_scaled(const TensorView& t, float* dst, float scale, int threads);
 
+// dst[i] = f32_to_bf16(src[i]) for n values, in parallel (the same bytes).
+void cast_f32_to_bf16(const float* src, uint16_t* dst, int64_t n, int threads);
+
 // Threads used for `rows` rows: threads <= 0 means the hardware's, and each
 // thread gets at least a few rows (spawning costs more than tiny matrices).
 int load_threads(int threads, int64_t rows);

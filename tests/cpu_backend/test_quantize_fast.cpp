@@ -200,3 +200,23 @@ TEST(CpuQuantizeFast, MatrixToF32ScaledMatchesToF32) {
       }
     }
 }
+
+// The threaded bf16 cast of the bf16 stages == f32_to_bf16 element by element,
+// including ties-to-even, NaN and sizes around the chunking.
+TEST(CpuQuantizeFast, CastToBf16MatchesScalar) {
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t n : {int64_t(1), int64_t(4095), int64_t(4096), int64_t(4097), int64_t(3 * 4096 + 5), int64_t(70001)}) {
+    std::vector<float> src(static_cast<size_t>(n));
+    for (auto& v : src) v = nd(g);
+    src[0] = std::nanf("");
+    if (n > 2) src[1] = 1.00390625f;  // exactly halfway between two bf16 values
+    std::vector<uint16_t> ref(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ref[size_t(i)] = f32_to_bf16(src[size_t(i)]);
+    for (int threads : {1, 2, 3}) {
+      std::vector<uint16_t> got(size_t(n), 0xdead);
+      cpu::cast_f32_to_bf16(src.data(), got.data(), n, threads);
+      EXPECT_EQ(got, ref) << "n " << n << " threads " << threads;
+    }
+  }
+}
