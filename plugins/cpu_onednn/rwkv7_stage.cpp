@@ -408,7 +408,7 @@ class Rwkv7Stage : public Stage {
   // Scratch for chunk_len rows, sized once.
   std::vector<float> xx_, dx_, xr_, xw_, xk_, xv_, xa_, xg_, r_, k_, v_, w_, a_, g_, kap_, y_, o_, tmp_, ffk_, vfirst_;
   std::vector<float> hw_, ha_, hv_, hg_, vm_;  // LoRA hidden rows, v mix
-  std::vector<float> ab_, sa_;                 // wkv7 scratch
+  std::vector<float> ab_, sa_;                 // wkv7 scratch, one set per pool thread
   struct Scratch {
     std::vector<float> xs;
     std::vector<uint16_t> xb;
@@ -487,8 +487,8 @@ Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     v->assign(Tm * size_t(C), 0.f);
   ffk_.assign(Tm * size_t(F), 0.f);
   for (auto* v : {&hw_, &ha_, &hv_, &hg_}) v->assign(Tm * size_t(D), 0.f);
-  ab_.assign(size_t(N) * N, 0.f);
-  sa_.assign(size_t(N), 0.f);
+  ab_.assign(size_t(pool_.size()) * N * N, 0.f);  // one set per pool thread
+  sa_.assign(size_t(pool_.size()) * N, 0.f);
   gemm_.reserve(int(Wd), threads_);
   for (Scratch& sc : scratch_) {
     sc.xs.assign(Wd, 0.f);
@@ -638,11 +638,12 @@ void Rwkv7Stage::time_mix(const Rwkv7Block& b, bool layer0, int T, float* s_att,
     // Per head: S[i,j] ← S[i,j]·ω_j + (Σ_l S[i,l]·(−κ_l))·κ_j·a_j + v_i·k_j;  y = S·r
     float* y = y_.data() + o;
     const float* r = r_.data() + o;
-    for (int h = 0; h < H; ++h) {
+    // Heads are independent: split across the pool, per-thread scratch.
+    pool_.for_chunks(H, [&](int h, int thread) {
       const size_t c = size_t(h) * N;
       v7::wkv7_head_step(r + c, w + c, k + c, v + c, kap + c, a + c, S + size_t(h) * N * N, y + c, N, BF16,
-                         ab_.data(), sa_.data());
-    }
+                         ab_.data() + size_t(thread) * N * N, sa_.data() + size_t(thread) * N);
+    });
     // y ← GroupNorm_H(y; ln_x, eps 64e-5) + per head (Σ_j r_j·k_j·r_k_j)·v
     float* out = o_.data() + o;
     v5::group_norm(y, b.lnx_w, b.lnx_b, out, H, N, kGroupNormEps);
