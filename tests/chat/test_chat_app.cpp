@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../common/run_process.h"
+#include "../common/v5_checkpoint.h"
 
 namespace fs = std::filesystem;
 using corvid_test::run_process;
@@ -251,4 +253,27 @@ TEST(ChatApp, CtrlDQuits) {
   p.send("\x04");
   EXPECT_EQ(p.wait_exit(), 0) << p.seen;
   EXPECT_NE(p.seen.find("Bye."), std::string::npos);
+}
+
+// A World (RWKV-5+) model without --template chats in the world-chat format
+// (User/Assistant), and says so; RWKV-4 keeps raven-chat (the tests above).
+// The model is a small random RWKV-6 written here with the chat fixtures'
+// 320-token World vocabulary (a World vocabulary needs all 256 single bytes).
+TEST(ChatApp, WorldModelsDefaultToTheWorldChatTemplate) {
+  if (!have_cpu_backend()) GTEST_SKIP() << "no cpu fp32 backend plugin";
+  const std::string model = (fs::temp_directory_path() / ("corvid_world_chat_" + std::to_string(::getpid()) + ".safetensors")).string();
+  corvid_test::write_safetensors(model, corvid_test::v5_tensors(corvid::Arch::V6_0, /*L*/ 2, /*C*/ 64, /*H*/ 2, /*F*/ 224,
+                                                                /*V*/ 320, /*Dm*/ 8, /*Dd*/ 8));
+  const std::string vocab = kData + "/chat_vocab.txt";
+  auto r = run_process({kBin, "--model", model, "--tokenizer", vocab, "--temp", "0", kPlugins}, "Hi\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Prompt template world-chat (RWKV v6.0 is a World model"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("User: Hi\nAssistant:"), std::string::npos) << r.out;
+  // --template still wins.
+  auto q = run_process({kBin, "--model", model, "--tokenizer", vocab, "--temp", "0", "--template", "raven-chat", kPlugins},
+                       "Hi\n");
+  EXPECT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(q.out.find("Prompt template world-chat"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("Bob: Hi\nAlice:"), std::string::npos) << q.out;
+  fs::remove(model);
 }
