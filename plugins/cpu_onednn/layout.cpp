@@ -116,4 +116,37 @@ void prepare_stage(const StageSpec& spec, const ModelHParams& hp, const WeightSo
   }
 }
 
+const float* prepared_vector(const WeightSource& w, const std::string& name, int64_t n) {
+  const TensorView& t = w.require(name);
+  if (t.dtype != DType::F32 || t.numel() != n)
+    throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong type or size");
+  return t.as<float>();
+}
+
+Matrix prepared_matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  const TensorView& t = w.require(name);
+  if (t.numel() != int64_t(rows) * cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong size");
+  if (p.quantized()) {
+    if (t.dtype != DType::U8) throw Error(w.origin() + ": prepared tensor '" + name + "' is not U8");
+    m.kind = Matrix::Kind::U8;
+    m.q = t.as<uint8_t>();
+    m.mx = prepared_vector(w, name + ".mx", rows);
+    m.rx = prepared_vector(w, name + ".rx", rows);
+    m.my = prepared_vector(w, name + ".my", cols);
+    m.ry = prepared_vector(w, name + ".ry", cols);
+  } else if (p.wtype == DType::BF16) {
+    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
+    m.kind = Matrix::Kind::BF16;
+    m.bf16 = t.as<uint16_t>();
+  } else {
+    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
+    m.kind = Matrix::Kind::F32;
+    m.f32 = t.as<float>();
+  }
+  return m;
+}
+
 }  // namespace corvid::cpu

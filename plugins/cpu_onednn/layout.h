@@ -19,6 +19,7 @@
 #include <string>
 
 #include "corvid/sdk/backend.h"
+#include "kernels.h"
 
 namespace corvid::cpu {
 
@@ -38,6 +39,13 @@ void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams
 // not depend on it). The overload above uses 0.
 void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams& hp, const std::string& name,
                     int64_t rows, int64_t cols, Precision p, int threads);
+
+// Reading prepared weights back (create_stage, every generation): the tensor
+// as prepare_vector / prepare_matrix wrote it, checked for dtype and size, or a
+// one-line Error naming the source and the tensor. An int8 matrix brings its
+// `.mx/.rx/.my/.ry` vectors.
+const float* prepared_vector(const WeightSource& w, const std::string& name, int64_t n);
+Matrix prepared_matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p);
 
 // Bytes of prepared weights (matrices and vectors) for a stage.
 uint64_t prepared_bytes(const StageSpec& spec, const ModelHParams& hp);

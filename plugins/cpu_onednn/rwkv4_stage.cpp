@@ -47,39 +47,6 @@ void Rwkv4State::deserialize(const float* src) { std::memcpy(data_.data(), src, 
 
 namespace {
 
-const float* vec(const WeightSource& w, const std::string& name, int n) {
-  const TensorView& t = w.require(name);
-  if (t.dtype != DType::F32 || t.numel() != n)
-    throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong type or size");
-  return t.as<float>();
-}
-
-Matrix matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p) {
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  const TensorView& t = w.require(name);
-  if (t.numel() != int64_t(rows) * cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong size");
-  if (p.quantized()) {
-    if (t.dtype != DType::U8) throw Error(w.origin() + ": prepared tensor '" + name + "' is not U8");
-    m.kind = Matrix::Kind::U8;
-    m.q = t.as<uint8_t>();
-    m.mx = vec(w, name + ".mx", rows);
-    m.rx = vec(w, name + ".rx", rows);
-    m.my = vec(w, name + ".my", cols);
-    m.ry = vec(w, name + ".ry", cols);
-  } else if (p.wtype == DType::BF16) {
-    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
-    m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>();
-  } else {
-    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
-    m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>();
-  }
-  return m;
-}
-
 float round_act(bool bf16, float v) { return bf16 ? bf16_to_f32(f32_to_bf16(v)) : v; }
 
 int default_threads() {
@@ -117,37 +84,37 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   const int C = hp.n_embd, A = hp.n_att, F = hp.n_ffn;
   const Precision p = spec.precision;
   auto mix = [&](const std::string& n, std::vector<float>& mu, std::vector<float>& one_minus) {
-    const float* m = vec(w, n, C);
+    const float* m = prepared_vector(w, n, C);
     mu.assign(m, m + C);
     one_minus.resize(C);
     for (int i = 0; i < C; ++i) one_minus[i] = round_act(bf16_act_, 1.f - mu[i]);  // (1 - mu) in the atype
   };
   for (int l = spec.first_block; l < spec.end_block; ++l) {
     Rwkv4Block b;
-    b.ln1_w = vec(w, tensor_name(l, "ln1.weight"), C);
-    b.ln1_b = vec(w, tensor_name(l, "ln1.bias"), C);
-    b.ln2_w = vec(w, tensor_name(l, "ln2.weight"), C);
-    b.ln2_b = vec(w, tensor_name(l, "ln2.bias"), C);
+    b.ln1_w = prepared_vector(w, tensor_name(l, "ln1.weight"), C);
+    b.ln1_b = prepared_vector(w, tensor_name(l, "ln1.bias"), C);
+    b.ln2_w = prepared_vector(w, tensor_name(l, "ln2.weight"), C);
+    b.ln2_b = prepared_vector(w, tensor_name(l, "ln2.bias"), C);
     mix(tensor_name(l, "att.time_mix_k"), b.att_mk, b.att_1mk);
     mix(tensor_name(l, "att.time_mix_v"), b.att_mv, b.att_1mv);
     mix(tensor_name(l, "att.time_mix_r"), b.att_mr, b.att_1mr);
     mix(tensor_name(l, "ffn.time_mix_k"), b.ffn_mk, b.ffn_1mk);
     mix(tensor_name(l, "ffn.time_mix_r"), b.ffn_mr, b.ffn_1mr);
-    b.decay = vec(w, tensor_name(l, "att.time_decay"), A);
-    b.first = vec(w, tensor_name(l, "att.time_first"), A);
-    b.att_k = matrix(w, tensor_name(l, "att.key.weight"), A, C, p);
-    b.att_v = matrix(w, tensor_name(l, "att.value.weight"), A, C, p);
-    b.att_r = matrix(w, tensor_name(l, "att.receptance.weight"), A, C, p);
-    b.att_o = matrix(w, tensor_name(l, "att.output.weight"), C, A, p);
-    b.ffn_k = matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
-    b.ffn_v = matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
-    b.ffn_r = matrix(w, tensor_name(l, "ffn.receptance.weight"), C, C, p);
+    b.decay = prepared_vector(w, tensor_name(l, "att.time_decay"), A);
+    b.first = prepared_vector(w, tensor_name(l, "att.time_first"), A);
+    b.att_k = prepared_matrix(w, tensor_name(l, "att.key.weight"), A, C, p);
+    b.att_v = prepared_matrix(w, tensor_name(l, "att.value.weight"), A, C, p);
+    b.att_r = prepared_matrix(w, tensor_name(l, "att.receptance.weight"), A, C, p);
+    b.att_o = prepared_matrix(w, tensor_name(l, "att.output.weight"), C, A, p);
+    b.ffn_k = prepared_matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
+    b.ffn_v = prepared_matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
+    b.ffn_r = prepared_matrix(w, tensor_name(l, "ffn.receptance.weight"), C, C, p);
     blocks_.push_back(std::move(b));
   }
   if (spec.has_head) {
-    lnout_w_ = vec(w, "ln_out.weight", C);
-    lnout_b_ = vec(w, "ln_out.bias", C);
-    head_ = matrix(w, "head.weight", hp.n_vocab, C, p);
+    lnout_w_ = prepared_vector(w, "ln_out.weight", C);
+    lnout_b_ = prepared_vector(w, "ln_out.bias", C);
+    head_ = prepared_matrix(w, "head.weight", hp.n_vocab, C, p);
   }
   const size_t Tm = size_t(std::max(1, spec.chunk_len));
   const size_t W = size_t(std::max({C, A, F}));

@@ -334,39 +334,6 @@ class Rwkv5State : public StageState {
   std::vector<float> data_;
 };
 
-const float* vec(const WeightSource& w, const std::string& name, int64_t n) {
-  const TensorView& t = w.require(name);
-  if (t.dtype != DType::F32 || t.numel() != n)
-    throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong type or size");
-  return t.as<float>();
-}
-
-Matrix matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p) {
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  const TensorView& t = w.require(name);
-  if (t.numel() != int64_t(rows) * cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong size");
-  if (p.quantized()) {
-    if (t.dtype != DType::U8) throw Error(w.origin() + ": prepared tensor '" + name + "' is not U8");
-    m.kind = Matrix::Kind::U8;
-    m.q = t.as<uint8_t>();
-    m.mx = vec(w, name + ".mx", rows);
-    m.rx = vec(w, name + ".rx", rows);
-    m.my = vec(w, name + ".my", cols);
-    m.ry = vec(w, name + ".ry", cols);
-  } else if (p.wtype == DType::BF16) {
-    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
-    m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>();
-  } else {
-    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
-    m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>();
-  }
-  return m;
-}
-
 // An atype LoRA matrix (slice `slot` of a stacked tensor): F32 or BF16, never int8.
 Matrix lora(const WeightSource& w, const std::string& name, int rows, int cols, int slot, DType atype) {
   Matrix m;
@@ -502,7 +469,7 @@ Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   const Precision p = spec.precision;
   const DType at = p.atype;
   auto mix = [&](const std::string& n, std::vector<float>& mu, std::vector<float>& one_minus) {
-    const float* m = vec(w, n, C);
+    const float* m = prepared_vector(w, n, C);
     mu.assign(m, m + C);
     one_minus.resize(size_t(C));
     for (int i = 0; i < C; ++i) one_minus[size_t(i)] = wutil::round_to(at, 1.f - mu[size_t(i)]);  // (1 − μ) in the atype
@@ -511,17 +478,17 @@ Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   bool any_state = false;
   for (int l = spec.first_block; l < spec.end_block; ++l) {
     Rwkv5Block b;
-    b.ln1_w = vec(w, tensor_name(l, "ln1.weight"), C);
-    b.ln1_b = vec(w, tensor_name(l, "ln1.bias"), C);
-    b.ln2_w = vec(w, tensor_name(l, "ln2.weight"), C);
-    b.ln2_b = vec(w, tensor_name(l, "ln2.bias"), C);
+    b.ln1_w = prepared_vector(w, tensor_name(l, "ln1.weight"), C);
+    b.ln1_b = prepared_vector(w, tensor_name(l, "ln1.bias"), C);
+    b.ln2_w = prepared_vector(w, tensor_name(l, "ln2.weight"), C);
+    b.ln2_b = prepared_vector(w, tensor_name(l, "ln2.bias"), C);
     if (is_v6(hp)) {
-      b.maa_x = vec(w, tensor_name(l, "att.time_maa_x"), C);
+      b.maa_x = prepared_vector(w, tensor_name(l, "att.time_maa_x"), C);
       const char* slots[kMaaSlots] = {"att.time_maa_w", "att.time_maa_k", "att.time_maa_v", "att.time_maa_r",
                                       "att.time_maa_g"};
-      for (int s = 0; s < kMaaSlots; ++s) b.maa[s] = vec(w, tensor_name(l, slots[s]), C);
-      b.ffn_maa_k = vec(w, tensor_name(l, "ffn.time_maa_k"), C);
-      b.ffn_maa_r = vec(w, tensor_name(l, "ffn.time_maa_r"), C);
+      for (int s = 0; s < kMaaSlots; ++s) b.maa[s] = prepared_vector(w, tensor_name(l, slots[s]), C);
+      b.ffn_maa_k = prepared_vector(w, tensor_name(l, "ffn.time_maa_k"), C);
+      b.ffn_maa_r = prepared_vector(w, tensor_name(l, "ffn.time_maa_r"), C);
       const TensorView& m1 = w.require(tensor_name(l, "att.time_maa_w1"));
       const TensorView& d1 = w.require(tensor_name(l, "att.time_decay_w1"));
       if (m1.ndim != 3 || d1.ndim != 2) throw Error(w.origin() + ": prepared v6 LoRA has the wrong shape");
@@ -541,18 +508,18 @@ Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
       mix(tensor_name(l, "ffn.time_mix_k"), b.ffn_mk, b.ffn_1mk);
       mix(tensor_name(l, "ffn.time_mix_r"), b.ffn_mr, b.ffn_1mr);
     }
-    b.decay = vec(w, tensor_name(l, "att.time_decay"), Aa);
-    b.first = vec(w, tensor_name(l, "att.time_first"), Aa);
-    b.lnx_w = vec(w, tensor_name(l, "att.ln_x.weight"), Aa);
-    b.lnx_b = vec(w, tensor_name(l, "att.ln_x.bias"), Aa);
-    b.att_k = matrix(w, tensor_name(l, "att.key.weight"), Aa, C, p);
-    b.att_v = matrix(w, tensor_name(l, "att.value.weight"), Aa, C, p);
-    b.att_r = matrix(w, tensor_name(l, "att.receptance.weight"), Aa, C, p);
-    b.att_o = matrix(w, tensor_name(l, "att.output.weight"), C, Aa, p);
-    if (has_gate(hp)) b.att_g = matrix(w, tensor_name(l, "att.gate.weight"), Aa, C, p);
-    b.ffn_k = matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
-    b.ffn_v = matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
-    b.ffn_r = matrix(w, tensor_name(l, "ffn.receptance.weight"), C, C, p);
+    b.decay = prepared_vector(w, tensor_name(l, "att.time_decay"), Aa);
+    b.first = prepared_vector(w, tensor_name(l, "att.time_first"), Aa);
+    b.lnx_w = prepared_vector(w, tensor_name(l, "att.ln_x.weight"), Aa);
+    b.lnx_b = prepared_vector(w, tensor_name(l, "att.ln_x.bias"), Aa);
+    b.att_k = prepared_matrix(w, tensor_name(l, "att.key.weight"), Aa, C, p);
+    b.att_v = prepared_matrix(w, tensor_name(l, "att.value.weight"), Aa, C, p);
+    b.att_r = prepared_matrix(w, tensor_name(l, "att.receptance.weight"), Aa, C, p);
+    b.att_o = prepared_matrix(w, tensor_name(l, "att.output.weight"), C, Aa, p);
+    if (has_gate(hp)) b.att_g = prepared_matrix(w, tensor_name(l, "att.gate.weight"), Aa, C, p);
+    b.ffn_k = prepared_matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
+    b.ffn_v = prepared_matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
+    b.ffn_r = prepared_matrix(w, tensor_name(l, "ffn.receptance.weight"), C, C, p);
     blocks_.push_back(std::move(b));
     // The trained initial state, placed where the state keeps S.
     if (const TensorView* ts = w.find(tensor_name(l, "att.time_state"))) {
@@ -565,9 +532,9 @@ Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     }
   }
   if (spec.has_head) {
-    lnout_w_ = vec(w, "ln_out.weight", C);
-    lnout_b_ = vec(w, "ln_out.bias", C);
-    head_ = matrix(w, "head.weight", hp.n_vocab, C, p);
+    lnout_w_ = prepared_vector(w, "ln_out.weight", C);
+    lnout_b_ = prepared_vector(w, "ln_out.bias", C);
+    head_ = prepared_matrix(w, "head.weight", hp.n_vocab, C, p);
   }
   const size_t Tm = size_t(std::max(1, spec.chunk_len));
   const size_t Wd = size_t(std::max({C, Aa, F}));

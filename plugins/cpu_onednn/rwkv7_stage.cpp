@@ -248,39 +248,6 @@ class Rwkv7State : public StageState {
   std::vector<float> data_;
 };
 
-const float* vec(const WeightSource& w, const std::string& name, int64_t n) {
-  const TensorView& t = w.require(name);
-  if (t.dtype != DType::F32 || t.numel() != n)
-    throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong type or size");
-  return t.as<float>();
-}
-
-Matrix matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p) {
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  const TensorView& t = w.require(name);
-  if (t.numel() != int64_t(rows) * cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong size");
-  if (p.quantized()) {
-    if (t.dtype != DType::U8) throw Error(w.origin() + ": prepared tensor '" + name + "' is not U8");
-    m.kind = Matrix::Kind::U8;
-    m.q = t.as<uint8_t>();
-    m.mx = vec(w, name + ".mx", rows);
-    m.rx = vec(w, name + ".rx", rows);
-    m.my = vec(w, name + ".my", cols);
-    m.ry = vec(w, name + ".ry", cols);
-  } else if (p.wtype == DType::BF16) {
-    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
-    m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>();
-  } else {
-    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
-    m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>();
-  }
-  return m;
-}
-
 // A LoRA matrix (out, in) in the atype: F32 or BF16, never int8.
 Matrix lora(const WeightSource& w, const std::string& name, int cols, DType atype) {
   const TensorView& t = w.require(name);
@@ -434,7 +401,7 @@ Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   const DType at = p.atype;
   for (int l = spec.first_block; l < spec.end_block; ++l) {
     Rwkv7Block b;
-    auto V = [&](const char* n) { return vec(w, tensor_name(l, n), C); };
+    auto V = [&](const char* n) { return prepared_vector(w, tensor_name(l, n), C); };
     b.ln1_w = V("ln1.weight");
     b.ln1_b = V("ln1.bias");
     b.ln2_w = V("ln2.weight");
@@ -453,12 +420,12 @@ Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     b.lnx_w = V("att.ln_x.weight");
     b.lnx_b = V("att.ln_x.bias");
     b.ffn_mu_k = V("ffn.x_k");
-    b.att_r = matrix(w, tensor_name(l, "att.receptance.weight"), C, C, p);
-    b.att_k = matrix(w, tensor_name(l, "att.key.weight"), C, C, p);
-    b.att_v = matrix(w, tensor_name(l, "att.value.weight"), C, C, p);
-    b.att_o = matrix(w, tensor_name(l, "att.output.weight"), C, C, p);
-    b.ffn_k = matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
-    b.ffn_v = matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
+    b.att_r = prepared_matrix(w, tensor_name(l, "att.receptance.weight"), C, C, p);
+    b.att_k = prepared_matrix(w, tensor_name(l, "att.key.weight"), C, C, p);
+    b.att_v = prepared_matrix(w, tensor_name(l, "att.value.weight"), C, C, p);
+    b.att_o = prepared_matrix(w, tensor_name(l, "att.output.weight"), C, C, p);
+    b.ffn_k = prepared_matrix(w, tensor_name(l, "ffn.key.weight"), F, C, p);
+    b.ffn_v = prepared_matrix(w, tensor_name(l, "ffn.value.weight"), C, F, p);
     auto pair = [&](const LoraName& n, Matrix& down, Matrix& up) {
       down = lora(w, tensor_name(l, n.down), C, at);
       up = lora(w, tensor_name(l, n.up), down.rows, at);
@@ -474,9 +441,9 @@ Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     blocks_.push_back(std::move(b));
   }
   if (spec.has_head) {
-    lnout_w_ = vec(w, "ln_out.weight", C);
-    lnout_b_ = vec(w, "ln_out.bias", C);
-    head_ = matrix(w, "head.weight", hp.n_vocab, C, p);
+    lnout_w_ = prepared_vector(w, "ln_out.weight", C);
+    lnout_b_ = prepared_vector(w, "ln_out.bias", C);
+    head_ = prepared_matrix(w, "head.weight", hp.n_vocab, C, p);
   }
   int D = 1;
   for (const Rwkv7Block& b : blocks_) D = std::max({D, b.w1.rows, b.a1.rows, b.g1.rows, b.v1.rows});
