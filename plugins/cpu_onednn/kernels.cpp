@@ -577,4 +577,76 @@ void GemmContext::gemm(const Matrix& W, const float* X, int T, float* Y, ThreadP
   if (failed) throw Error("cpu_onednn: dnnl_sgemm failed");
 }
 
+// ---------------------------------------------------------------------------
+// StageProducts
+
+void StageProducts::reserve(int widest_cols, int threads) {
+  gemm_.reserve(widest_cols, threads);
+  for (Scratch& sc : scratch_) {
+    sc.xs.assign(size_t(widest_cols), 0.f);
+    sc.xb.assign(size_t(widest_cols) + 64, 0);
+    sc.digits.assign(vnni_digits_bytes(widest_cols), 0);
+  }
+}
+
+void StageProducts::run(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool) {
+  if (T > 1) {
+    for (const Product& p : products) gemm_.gemm(*p.W, p.X, T, p.Y, pool);
+    return;
+  }
+  GemvScratch views[kMaxBatch];
+  GemvTask tasks[kMaxBatch];
+  int n = 0;
+  for (const Product& p : products) {
+    if (n == kMaxBatch) throw Error("cpu_onednn: too many products in one batch");
+    Scratch& sc = scratch_[n];
+    views[n] = GemvScratch{sc.xs.data(), sc.xb.data(), sc.digits.data()};
+    tasks[n] = GemvTask{p.W, p.X, p.Y, &views[n]};
+    ++n;
+  }
+  gemv_batch(isa, tasks, n, pool);
+}
+
+namespace {
+
+// y[j] = Σ_i W[j][i]·x[i] for j in [j0, j1), summed in double and rounded
+// once. Eight partial sums in an order the source fixes (no FMA contraction,
+// no reassociation), so every clone gives the same bits; the clones let the
+// double adds run 4 or 8 wide.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void f64_rows(const Matrix& W, const float* __restrict x,
+                                                                          float* __restrict y, int j0, int j1) {
+  const int cols = W.cols;
+  for (int j = j0; j < j1; ++j) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    if (W.kind == Matrix::Kind::BF16) {
+      const uint16_t* __restrict wr = W.bf16 + size_t(j) * size_t(cols);
+      for (; i + 8 <= cols; i += 8)
+        for (int u = 0; u < 8; ++u) acc[u] += double(bf16_to_f32(wr[i + u])) * double(x[i + u]);
+      for (; i < cols; ++i) acc[0] += double(bf16_to_f32(wr[i])) * double(x[i]);
+    } else {
+      const float* __restrict wr = W.f32 + size_t(j) * size_t(cols);
+      for (; i + 8 <= cols; i += 8)
+        for (int u = 0; u < 8; ++u) acc[u] += double(wr[i + u]) * double(x[i + u]);
+      for (; i < cols; ++i) acc[0] += double(wr[i]) * double(x[i]);
+    }
+    y[j] = float(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+  }
+}
+
+}  // namespace
+
+void StageProducts::run_f64(std::initializer_list<Product> products, int T, ThreadPool& pool) {
+  for (const Product& p : products) {
+    const Matrix& W = *p.W;
+    if (W.kind == Matrix::Kind::U8) throw Error("cpu_onednn: double-sum products take float weights");
+    const int rows = W.rows, cols = W.cols;
+    constexpr int per = 64;  // rows per pool chunk
+    pool.for_chunks((rows + per - 1) / per, [&](int c, int) {
+      const int j1 = std::min(rows, (c + 1) * per);
+      for (int t = 0; t < T; ++t) f64_rows(W, p.X + size_t(t) * size_t(cols), p.Y + size_t(t) * size_t(rows), c * per, j1);
+    });
+  }
+}
+
 }  // namespace corvid::cpu

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,37 @@ class GemmContext {
  private:
   struct Impl;
   Impl* impl_;
+};
+
+// The products of one stage (every RWKV generation). Owns what they need
+// between calls, sized once (no allocation per token): GEMV input scratch for
+// up to kMaxBatch products of one step, and the GEMM tiles for chunks.
+class StageProducts {
+ public:
+  static constexpr int kMaxBatch = 5;
+  struct Product {
+    const Matrix* W;
+    const float* X;
+    float* Y;
+  };
+  void reserve(int widest_cols, int threads);
+  // Y[T][rows] = X[T][cols] W^T for each product. T == 1: one pool job for all
+  // of them (gemv_batch: one synchronisation, same bits as one at a time);
+  // T > 1: a oneDNN GEMM each.
+  void run(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
+  // Small float matrices (the v6/v7 LoRAs): each output summed in double with
+  // a fixed order and rounded once, so it is the same bits on every ISA, for
+  // every thread count and in step and chunk mode. F32 or BF16 weights only.
+  static void run_f64(std::initializer_list<Product> products, int T, ThreadPool& pool);
+
+ private:
+  struct Scratch {
+    std::vector<float> xs;
+    std::vector<uint16_t> xb;
+    std::vector<int8_t> digits;  // int8 VNNI digit planes of x*ry
+  };
+  Scratch scratch_[kMaxBatch];
+  GemmContext gemm_;
 };
 
 // Kernel variants, exposed for tests and micro-benchmarks.

@@ -49,28 +49,6 @@ namespace {
 
 float round_act(bool bf16, float v) { return bf16 ? bf16_to_f32(f32_to_bf16(v)) : v; }
 
-int default_threads() {
-  // Physical cores: count distinct (package, core) pairs; SMT siblings share one.
-  int n = 0;
-  std::vector<std::string> seen;
-  for (int cpu = 0; cpu < 4096; ++cpu) {
-    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-    FILE* f = std::fopen((base + "core_id").c_str(), "r");
-    if (!f) break;
-    int core = -1, pkg = -1;
-    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
-    std::fclose(f);
-    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
-      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
-      std::fclose(g);
-    }
-    std::string key = std::to_string(pkg) + ":" + std::to_string(core);
-    if (std::find(seen.begin(), seen.end(), key) == seen.end()) seen.push_back(key);
-  }
-  n = int(seen.size());
-  if (n <= 0) n = int(std::thread::hardware_concurrency());
-  return std::max(1, n);
-}
 
 }  // namespace
 
@@ -78,7 +56,7 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     : spec_(spec),
       hp_(hp),
       isa_(select_isa(std::getenv("CORVID_CPU_ISA"))),
-      threads_(spec.threads > 0 ? spec.threads : default_threads()),
+      threads_(spec.threads > 0 ? spec.threads : physical_cores()),
       pool_(threads_) {
   bf16_act_ = spec.precision.atype == DType::BF16;
   const int C = hp.n_embd, A = hp.n_att, F = hp.n_ffn;
@@ -121,12 +99,7 @@ Rwkv4Stage::Rwkv4Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   for (auto* b : {&xx_, &kx_, &vx_, &rx_, &r_, &k_, &v_, &wkv_, &tmp_}) b->assign(Tm * W, 0.f);
   ffk_.assign(Tm * size_t(F), 0.f);
   size_t widest = size_t(std::max({C, A, F}));
-  gemm_.reserve(int(widest), threads_);
-  for (Scratch& sc : scratch_) {
-    sc.xs.assign(widest, 0.f);
-    sc.xb.assign(widest + 64, 0);
-    sc.digits.assign(vnni_digits_bytes(int(widest)), 0);
-  }
+  products_.reserve(int(widest), threads_);
 }
 
 std::unique_ptr<StageState> Rwkv4Stage::new_state() const {
@@ -145,36 +118,6 @@ std::string Rwkv4Stage::describe() const {
   return std::string("cpu_onednn RWKV-4 ") + precision_name(spec_.precision) + ", " + isa_name(isa_) + " kernels, " +
          std::to_string(threads_) + " thread(s), blocks " + std::to_string(spec_.first_block) + "-" +
          std::to_string(spec_.end_block - 1) + (spec_.has_head ? " + head" : "");
-}
-
-// Y[T][rows] = X[T][cols] W^T: GEMV for one row, oneDNN GEMM for a chunk.
-void Rwkv4Stage::matmul(const Matrix& W, const float* X, int T, float* Y) {
-  if (T == 1) {
-    GemvScratch s = scratch_[0].view();
-    gemv(isa_, W, X, Y, s, pool_);
-  } else {
-    gemm_.gemm(W, X, T, Y, pool_);
-  }
-}
-
-// Up to three independent products of one step. Decode runs them as one pool
-// job (gemv_batch: one synchronisation instead of three, same bits); a chunk
-// runs each as its own GEMM.
-void Rwkv4Stage::matmuls(std::initializer_list<Product> products, int T) {
-  if (T > 1) {
-    for (const Product& p : products) gemm_.gemm(*p.W, p.X, T, p.Y, pool_);
-    return;
-  }
-  GemvScratch views[kScratchSets];
-  GemvTask tasks[kScratchSets];
-  int n = 0;
-  for (const Product& p : products) {
-    if (n == kScratchSets) throw Error("cpu_onednn: too many products in one batch");
-    views[n] = scratch_[size_t(n)].view();
-    tasks[n] = GemvTask{p.W, p.X, p.Y, &views[n]};
-    ++n;
-  }
-  gemv_batch(isa_, tasks, n, pool_);
 }
 
 void Rwkv4Stage::forward(float* x, int T, StageState& state, const ForwardOptions& opts) {

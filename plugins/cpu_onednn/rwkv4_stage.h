@@ -51,13 +51,10 @@ class Rwkv4Stage : public Stage {
  private:
   template <bool BF16>
   void run(float* x, int T, Rwkv4State& st, const ForwardOptions& opts);
-  void matmul(const Matrix& W, const float* X, int T, float* Y);
-  struct Product {
-    const Matrix* W;
-    const float* X;
-    float* Y;
-  };
-  void matmuls(std::initializer_list<Product> products, int T);
+  // Y[T][rows] = X[T][cols] W^T: one product, or several independent ones of
+  // a step as one pool job (kernels.h StageProducts).
+  void matmul(const Matrix& W, const float* X, int T, float* Y) { products_.run(isa_, {{&W, X, Y}}, T, pool_); }
+  void matmuls(std::initializer_list<StageProducts::Product> ps, int T) { products_.run(isa_, ps, T, pool_); }
 
   StageSpec spec_;
   ModelHParams hp_;
@@ -70,17 +67,8 @@ class Rwkv4Stage : public Stage {
   Matrix head_;
   // Scratch, sized once for chunk_len rows: no allocation per token.
   std::vector<float> xx_, kx_, vx_, rx_, r_, k_, v_, wkv_, tmp_, ffk_;
-  // GEMV input scratch (kernels.h GemvScratch), one set per product of a batch.
-  struct Scratch {
-    std::vector<float> xs;
-    std::vector<uint16_t> xb;
-    std::vector<int8_t> digits;  // int8 VNNI digit planes of x*ry
-    GemvScratch view() { return GemvScratch{xs.data(), xb.data(), digits.data()}; }
-  };
-  static constexpr int kScratchSets = 3;
-  Scratch scratch_[kScratchSets];
-  ThreadPool pool_;   // the stage's threads (oneDNN runs inside them)
-  GemmContext gemm_;  // sequence-mode tiles
+  ThreadPool pool_;          // the stage's threads (oneDNN runs inside them)
+  StageProducts products_;   // GEMV scratch and GEMM tiles
 };
 
 }  // namespace corvid::cpu

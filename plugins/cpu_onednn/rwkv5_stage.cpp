@@ -94,34 +94,6 @@ inline float A(float v) {
   return BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
 }
 
-// Σ w_i·x_i in double, rounded once by the caller (the v6 decay LoRA). Eight
-// independent partial sums so the loop vectorises (a single double accumulator
-// is one long dependency chain); in double the order changes nothing that
-// survives the rounding to fp32. Compiled per ISA like elementwise.cpp.
-#define CORVID_V5_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-CORVID_V5_CLONES double dot_f64(const float* __restrict w, const float* __restrict x, int n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += double(w[i + l]) * double(x[i + l]);
-  for (; i < n; ++i) acc[0] += double(w[i]) * double(x[i]);
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-CORVID_V5_CLONES double dot_f64(const uint16_t* __restrict w, const float* __restrict x, int n) {
-  auto wide = [](uint16_t b) {
-    const uint32_t u = uint32_t(b) << 16;  // bf16 → fp32 is exact
-    float f;
-    std::memcpy(&f, &u, 4);
-    return double(f);
-  };
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += wide(w[i + l]) * double(x[i + l]);
-  for (; i < n; ++i) acc[0] += wide(w[i]) * double(x[i]);
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 // v6 LoRA widths from the raw checkpoint; [GK] defaults when only an estimate is needed.
 struct LoraDims {
   int Dm = 0, Dd = 0;
@@ -353,26 +325,6 @@ Matrix lora(const WeightSource& w, const std::string& name, int rows, int cols, 
   return m;
 }
 
-int default_threads() {
-  // Physical cores (distinct package:core pairs), as the RWKV-4 stage counts them.
-  std::vector<std::pair<int, int>> seen;
-  for (int cpu = 0; cpu < 4096; ++cpu) {
-    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-    FILE* f = std::fopen((base + "core_id").c_str(), "r");
-    if (!f) break;
-    int core = -1, pkg = 0;
-    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
-    std::fclose(f);
-    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
-      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
-      std::fclose(g);
-    }
-    if (std::find(seen.begin(), seen.end(), std::make_pair(pkg, core)) == seen.end()) seen.emplace_back(pkg, core);
-  }
-  int n = int(seen.size());
-  if (n <= 0) n = int(std::thread::hardware_concurrency());
-  return std::max(1, n);
-}
 
 struct Rwkv5Block {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -412,14 +364,10 @@ class Rwkv5Stage : public Stage {
   template <bool BF16>
   void channel_mix(const Rwkv5Block& b, int T, float* s_ffn);
 
-  struct Product {
-    const Matrix* W;
-    const float* X;
-    float* Y;
-  };
+  using Product = StageProducts::Product;
   // Y[T][rows] = X[T][cols] W^T for each product: one pool job of GEMVs for a
   // token, one oneDNN GEMM each for a chunk.
-  void matmuls(std::initializer_list<Product> products, int T);
+  void matmuls(std::initializer_list<Product> ps, int T) { products_.run(isa_, ps, T, pool_); }
   // The v6 decay LoRA products: Y[T][rows] = X[T][cols] W^T summed in double
   // and rounded once, like the reference's matmul. Why not the GEMV/GEMM
   // kernels: this LoRA feeds exp(−exp(·)), so one bf16 rounding flip of its
@@ -430,7 +378,7 @@ class Rwkv5Stage : public Stage {
   // 2·Dd·C multiply-adds per block (0.4 % of a block at C = 2048). The mix
   // LoRA (time_maa_w1/w2, 4x larger) stays on the kernels: a flip there is not
   // amplified (the fixtures pass bit-exactly on every ISA).
-  void lora_products(std::initializer_list<Product> products, int T);
+  void lora_products(std::initializer_list<Product> ps, int T) { StageProducts::run_f64(ps, T, pool_); }
 
   StageSpec spec_;
   ModelHParams hp_;
@@ -445,23 +393,15 @@ class Rwkv5Stage : public Stage {
   // Scratch for chunk_len rows, sized once.
   std::vector<float> xx_, dx_, kx_, vx_, rx_, gx_, wx_, r_, k_, v_, g_, y_, o_, tmp_, ffk_, w_;
   std::vector<float> lora_h_[kMaaSlots], lora_m_[kMaaSlots], dec_h_;
-  struct Scratch {
-    std::vector<float> xs;
-    std::vector<uint16_t> xb;
-    std::vector<int8_t> digits;
-    GemvScratch view() { return GemvScratch{xs.data(), xb.data(), digits.data()}; }
-  };
-  static constexpr int kScratchSets = 5;
-  Scratch scratch_[kScratchSets];
   ThreadPool pool_;
-  GemmContext gemm_;
+  StageProducts products_;  // GEMV scratch and GEMM tiles
 };
 
 Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& w)
     : spec_(spec),
       hp_(hp),
       isa_(select_isa(std::getenv("CORVID_CPU_ISA"))),
-      threads_(spec.threads > 0 ? spec.threads : default_threads()),
+      threads_(spec.threads > 0 ? spec.threads : physical_cores()),
       bf16_act_(spec.precision.atype == DType::BF16),
       pool_(threads_) {
   const int C = hp.n_embd, Aa = hp.n_att, F = hp.n_ffn, H = hp.n_head, N = hp.head_size;
@@ -546,12 +486,7 @@ Rwkv5Stage::Rwkv5Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
     lora_m_[s].assign(is_v6(hp) ? Tm * size_t(C) : 0, 0.f);
   }
   dec_h_.assign(Tm * size_t(std::max(1, Dd_)), 0.f);
-  gemm_.reserve(int(Wd), threads_);
-  for (Scratch& sc : scratch_) {
-    sc.xs.assign(Wd, 0.f);
-    sc.xb.assign(Wd + 64, 0);
-    sc.digits.assign(vnni_digits_bytes(int(Wd)), 0);
-  }
+  products_.reserve(int(Wd), threads_);
 }
 
 uint64_t Rwkv5Stage::resident_weight_bytes() const {
@@ -573,41 +508,7 @@ std::string Rwkv5Stage::describe() const {
          std::to_string(spec_.first_block) + "-" + std::to_string(spec_.end_block - 1) + (spec_.has_head ? " + head" : "");
 }
 
-void Rwkv5Stage::matmuls(std::initializer_list<Product> products, int T) {
-  if (T > 1) {
-    for (const Product& p : products) gemm_.gemm(*p.W, p.X, T, p.Y, pool_);
-    return;
-  }
-  GemvScratch views[kScratchSets];
-  GemvTask tasks[kScratchSets];
-  int n = 0;
-  for (const Product& p : products) {
-    if (n == kScratchSets) throw Error("cpu_onednn: too many products in one batch");
-    views[n] = scratch_[size_t(n)].view();
-    tasks[n] = GemvTask{p.W, p.X, p.Y, &views[n]};
-    ++n;
-  }
-  gemv_batch(isa_, tasks, n, pool_);
-}
 
-void Rwkv5Stage::lora_products(std::initializer_list<Product> products, int T) {
-  for (const Product& p : products) {
-    const Matrix& W = *p.W;
-    const int rows = W.rows, cols = W.cols;
-    const int per = 64;  // rows per pool chunk
-    const int chunks = (rows + per - 1) / per;
-    pool_.for_chunks(chunks, [&](int c, int) {
-      const int j1 = std::min(rows, (c + 1) * per);
-      for (int t = 0; t < T; ++t) {
-        const float* x = p.X + size_t(t) * size_t(cols);
-        float* y = p.Y + size_t(t) * size_t(rows);
-        for (int j = c * per; j < j1; ++j)
-          y[j] = W.kind == Matrix::Kind::BF16 ? float(dot_f64(W.bf16 + size_t(j) * size_t(cols), x, cols))
-                                              : float(dot_f64(W.f32 + size_t(j) * size_t(cols), x, cols));
-      }
-    });
-  }
-}
 
 // ---- TimeMix (§4.3 v5.x, §4.4 v6) -------------------------------------------
 template <bool BF16>

@@ -267,51 +267,6 @@ Matrix lora(const WeightSource& w, const std::string& name, int cols, DType atyp
   return m;
 }
 
-// y[j] = Σ_i W[j][i]·x[i] for j in [j0, j1), summed in double and rounded
-// once. Eight partial sums in an order the source fixes (no FMA contraction,
-// no reassociation), so every clone gives the same bits; the clones let the
-// double adds run 4 or 8 wide.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void lora_rows(const Matrix& W, const float* __restrict x,
-                                                                           float* __restrict y, int j0, int j1) {
-  const int cols = W.cols;
-  for (int j = j0; j < j1; ++j) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    if (W.kind == Matrix::Kind::BF16) {
-      const uint16_t* __restrict wr = W.bf16 + size_t(j) * size_t(cols);
-      for (; i + 8 <= cols; i += 8)
-        for (int u = 0; u < 8; ++u) acc[u] += double(bf16_to_f32(wr[i + u])) * double(x[i + u]);
-      for (; i < cols; ++i) acc[0] += double(bf16_to_f32(wr[i])) * double(x[i]);
-    } else {
-      const float* __restrict wr = W.f32 + size_t(j) * size_t(cols);
-      for (; i + 8 <= cols; i += 8)
-        for (int u = 0; u < 8; ++u) acc[u] += double(wr[i + u]) * double(x[i + u]);
-      for (; i < cols; ++i) acc[0] += double(wr[i]) * double(x[i]);
-    }
-    y[j] = float(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-  }
-}
-
-int default_threads() {
-  // Physical cores (distinct package:core pairs), as the RWKV-4/5 stages count them.
-  std::vector<std::pair<int, int>> seen;
-  for (int cpu = 0; cpu < 4096; ++cpu) {
-    const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-    FILE* f = std::fopen((base + "core_id").c_str(), "r");
-    if (!f) break;
-    int core = -1, pkg = 0;
-    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
-    std::fclose(f);
-    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
-      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
-      std::fclose(g);
-    }
-    if (std::find(seen.begin(), seen.end(), std::make_pair(pkg, core)) == seen.end()) seen.emplace_back(pkg, core);
-  }
-  int n = int(seen.size());
-  if (n <= 0) n = int(std::thread::hardware_concurrency());
-  return std::max(1, n);
-}
 
 struct Rwkv7Block {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -352,17 +307,13 @@ class Rwkv7Stage : public Stage {
   template <bool BF16>
   void channel_mix(const Rwkv7Block& b, int T, float* s_ffn);
 
-  struct Product {
-    const Matrix* W;
-    const float* X;
-    float* Y;
-  };
+  using Product = StageProducts::Product;
   // Y[T][rows] = X[T][cols] W^T: one pool job of GEMVs per token, one oneDNN GEMM each per chunk.
-  void matmuls(std::initializer_list<Product> products, int T);
+  void matmuls(std::initializer_list<Product> ps, int T) { products_.run(isa_, ps, T, pool_); }
   // LoRA products summed in double and rounded once (the same bits on every
   // ISA and in step and chunk mode, as the v6 stage does; the decay LoRA
   // feeds exp(−0.6·σ(·)) where one bf16 flip is visible downstream).
-  void lora_products(std::initializer_list<Product> products, int T);
+  void lora_products(std::initializer_list<Product> ps, int T) { StageProducts::run_f64(ps, T, pool_); }
 
   StageSpec spec_;
   ModelHParams hp_;
@@ -376,23 +327,15 @@ class Rwkv7Stage : public Stage {
   std::vector<float> xx_, dx_, xr_, xw_, xk_, xv_, xa_, xg_, r_, k_, v_, w_, a_, g_, kap_, y_, o_, tmp_, ffk_, vfirst_;
   std::vector<float> hw_, ha_, hv_, hg_, vm_;  // LoRA hidden rows, v mix
   std::vector<float> ab_, sa_;                 // wkv7 scratch, one set per pool thread
-  struct Scratch {
-    std::vector<float> xs;
-    std::vector<uint16_t> xb;
-    std::vector<int8_t> digits;
-    GemvScratch view() { return GemvScratch{xs.data(), xb.data(), digits.data()}; }
-  };
-  static constexpr int kScratchSets = 4;
-  Scratch scratch_[kScratchSets];
   ThreadPool pool_;
-  GemmContext gemm_;
+  StageProducts products_;  // GEMV scratch and GEMM tiles
 };
 
 Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const WeightSource& w)
     : spec_(spec),
       hp_(hp),
       isa_(select_isa(std::getenv("CORVID_CPU_ISA"))),
-      threads_(spec.threads > 0 ? spec.threads : default_threads()),
+      threads_(spec.threads > 0 ? spec.threads : physical_cores()),
       bf16_act_(spec.precision.atype == DType::BF16),
       pool_(threads_) {
   const int C = hp.n_embd, F = hp.n_ffn, H = hp.n_head, N = hp.head_size;
@@ -456,12 +399,7 @@ Rwkv7Stage::Rwkv7Stage(const StageSpec& spec, const ModelHParams& hp, const Weig
   for (auto* v : {&hw_, &ha_, &hv_, &hg_}) v->assign(Tm * size_t(D), 0.f);
   ab_.assign(size_t(pool_.size()) * N * N, 0.f);  // one set per pool thread
   sa_.assign(size_t(pool_.size()) * N, 0.f);
-  gemm_.reserve(int(Wd), threads_);
-  for (Scratch& sc : scratch_) {
-    sc.xs.assign(Wd, 0.f);
-    sc.xb.assign(Wd + 64, 0);
-    sc.digits.assign(vnni_digits_bytes(int(Wd)), 0);
-  }
+  products_.reserve(int(Wd), threads_);
 }
 
 uint64_t Rwkv7Stage::resident_weight_bytes() const {
@@ -480,39 +418,7 @@ std::string Rwkv7Stage::describe() const {
          std::to_string(spec_.first_block) + "-" + std::to_string(spec_.end_block - 1) + (spec_.has_head ? " + head" : "");
 }
 
-void Rwkv7Stage::matmuls(std::initializer_list<Product> products, int T) {
-  if (T > 1) {
-    for (const Product& p : products) gemm_.gemm(*p.W, p.X, T, p.Y, pool_);
-    return;
-  }
-  GemvScratch views[kScratchSets];
-  GemvTask tasks[kScratchSets];
-  int n = 0;
-  for (const Product& p : products) {
-    if (n == kScratchSets) throw Error("cpu_onednn: too many products in one batch");
-    views[n] = scratch_[size_t(n)].view();
-    tasks[n] = GemvTask{p.W, p.X, p.Y, &views[n]};
-    ++n;
-  }
-  gemv_batch(isa_, tasks, n, pool_);
-}
 
-void Rwkv7Stage::lora_products(std::initializer_list<Product> products, int T) {
-  for (const Product& p : products) {
-    const Matrix& W = *p.W;
-    const int rows = W.rows, cols = W.cols;
-    const int per = 64;
-    const int chunks = (rows + per - 1) / per;
-    pool_.for_chunks(chunks, [&](int c, int) {
-      const int j1 = std::min(rows, (c + 1) * per);
-      for (int t = 0; t < T; ++t) {
-        const float* x = p.X + size_t(t) * size_t(cols);
-        float* y = p.Y + size_t(t) * size_t(rows);
-        lora_rows(W, x, y, c * per, j1);
-      }
-    });
-  }
-}
 
 // ---- TimeMix (§4.5) ----------------------------------------------------------
 template <bool BF16>

@@ -3,6 +3,12 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
 namespace corvid::cpu {
 
 namespace {
@@ -85,6 +91,29 @@ void ThreadPool::run(int n, ChunkFn fn, void* ctx) {
     if (i < kCallerSpinsBeforeYield) _mm_pause();
     else std::this_thread::yield();
   }
+}
+
+int physical_cores() {
+  // Physical cores: count distinct (package, core) pairs; SMT siblings share one.
+  int n = 0;
+  std::vector<std::string> seen;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    FILE* f = std::fopen((base + "core_id").c_str(), "r");
+    if (!f) break;
+    int core = -1, pkg = -1;
+    if (std::fscanf(f, "%d", &core) != 1) core = cpu;
+    std::fclose(f);
+    if (FILE* g = std::fopen((base + "physical_package_id").c_str(), "r")) {
+      if (std::fscanf(g, "%d", &pkg) != 1) pkg = 0;
+      std::fclose(g);
+    }
+    std::string key = std::to_string(pkg) + ":" + std::to_string(core);
+    if (std::find(seen.begin(), seen.end(), key) == seen.end()) seen.push_back(key);
+  }
+  n = int(seen.size());
+  if (n <= 0) n = int(std::thread::hardware_concurrency());
+  return std::max(1, n);
 }
 
 }  // namespace corvid::cpu

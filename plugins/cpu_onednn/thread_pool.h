@@ -22,6 +22,10 @@
 
 namespace corvid::cpu {
 
+// Physical cores of this machine (distinct package:core pairs in sysfs; SMT
+// siblings count once), the default thread count of a CPU stage.
+int physical_cores();
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
