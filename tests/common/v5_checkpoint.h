@@ -1,4 +1,4 @@
-// Small RWKV-5.x/6 checkpoints written by tests: the released tensor names and
+// Small RWKV-5.x/6 checkpoints (and the bf16 safetensors writer the v7 tests use too) written by tests: the released tensor names and
 // §1.3's shapes, bf16 safetensors with small deterministic values. Used by the
 // detection/hostile-shape tests (tests/engine) and the chat app tests.
 #pragma once
@@ -79,7 +79,7 @@ inline std::vector<std::pair<std::string, Shape>> v5_tensors(corvid::Arch arch, 
 // Writes the tensors as bf16 safetensors with small values (~U(-0.25, 0.25)):
 // override[name] replaces a shape, an empty Shape{-1} drops the tensor.
 inline void write_safetensors(const std::string& path, std::vector<std::pair<std::string, Shape>> ts,
-                       const std::map<std::string, Shape>& override = {}) {
+                       const std::map<std::string, Shape>& override = {}, uint32_t seed = 777) {
   nlohmann::ordered_json h;
   uint64_t off = 0;
   for (auto& [name, shape] : ts) {
@@ -99,7 +99,7 @@ inline void write_safetensors(const std::string& path, std::vector<std::pair<std
   const uint64_t hl = header.size();
   f.write(reinterpret_cast<const char*>(&hl), 8);
   f.write(header.data(), std::streamsize(header.size()));
-  uint32_t state = 777;
+  uint32_t state = seed;
   for (uint64_t i = 0; i < off / 2; ++i) {
     state = state * 1664525u + 1013904223u;
     const uint16_t v = corvid::f32_to_bf16((float(state >> 8) / float(1 << 24) - 0.5f) * 0.5f);

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/v5_checkpoint.h"
 #include "corvid/io/checkpoint.h"
 #include "corvid/model/model_info.h"
 #include "corvid/runtime/engine.h"
@@ -64,36 +65,11 @@ std::vector<std::pair<std::string, Shape>> v7_tensors() {
   return ts;
 }
 
-// bf16 safetensors with small values; override[name] replaces a shape, {-1}
-// drops the tensor; `extra` tensors are appended.
+// bf16 safetensors with small values (tests/common/v5_checkpoint.h); override[name]
+// replaces a shape, {-1} drops the tensor.
 void write_safetensors(const std::string& path, std::vector<std::pair<std::string, Shape>> ts,
                        const std::map<std::string, Shape>& override = {}) {
-  nlohmann::ordered_json h;
-  uint64_t off = 0;
-  for (auto& [name, shape] : ts) {
-    auto it = override.find(name);
-    if (it != override.end()) {
-      if (it->second == Shape{-1}) continue;
-      shape = it->second;
-    }
-    uint64_t n = 2;
-    for (int64_t s : shape) n *= uint64_t(s);
-    h[name] = {{"dtype", "BF16"}, {"shape", shape}, {"data_offsets", {off, off + n}}};
-    off += n;
-  }
-  std::string header = h.dump();
-  while ((8 + header.size()) % 8) header += ' ';
-  std::ofstream f(path, std::ios::binary);
-  const uint64_t hl = header.size();
-  f.write(reinterpret_cast<const char*>(&hl), 8);
-  f.write(header.data(), std::streamsize(header.size()));
-  uint32_t state = 4242;
-  for (uint64_t i = 0; i < off / 2; ++i) {
-    state = state * 1664525u + 1013904223u;
-    const uint16_t v = f32_to_bf16((float(state >> 8) / float(1 << 24) - 0.5f) * 0.5f);
-    f.write(reinterpret_cast<const char*>(&v), 2);
-  }
-  ASSERT_TRUE(bool(f));
+  corvid_test::write_safetensors(path, std::move(ts), override, /*seed*/ 4242);
 }
 
 std::string scratch_file(const std::string& n) {
