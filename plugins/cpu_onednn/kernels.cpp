@@ -74,23 +74,23 @@ size_t Matrix::weight_bytes() const {
 namespace {
 
 // Weight rows are streamed in one linear pass per thread. Rows of 2-8 KiB end
-// at 4 KiB page boundaries, where the hardware prefetchers stop and restart;
-// a software prefetch one page ahead of the row being read keeps the stream
-// going across rows and pages (measured: +20-60% single-thread GEMV
-// throughput for bf16 and int8 rows). Past the end of a matrix it only
+// at 4 KiB page boundaries, where the hardware prefetchers stop and restart,
+// so every kernel prefetches the stream itself, at two distances: 12 KiB
+// ahead into L2 (T1: the request goes to DRAM early and waits in the L2's
+// deep miss queue) and 4 KiB ahead into L1 (T0: by then the line is usually
+// in L2, so it holds one of the core's ~16 L1 fill buffers only briefly). One
+// prefetch per cache line of weights; past the end of a matrix it only
 // touches the next tensor (a prefetch never faults).
-constexpr int kPrefetchBytes = 4096;
+// Measured on the 430M-shaped token stream (a block's seven products and
+// the head, huge pages, bench_cpu_kernels BM_DecodeStream, against a plain
+// read of the same buffer at the same moment), 1 / 2 threads: int8 VNNI
+// 85% / 83% with one T1 prefetch 4 KiB ahead -> 94% / 93% with this pair;
+// bf16 92% -> 98-99%; fp32 (one T0 prefetch 4 KiB ahead) 93-98% -> 99-100%.
+// Without any software prefetch the int8 stream ran at 53%.
+constexpr int kPrefetchL1Bytes = 4096, kPrefetchL2Bytes = 12288;
 inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
-}
-// The same one page ahead, but into L2 only. A T0 prefetch holds one of the
-// core's ~16 L1 fill buffers until its line arrives, which caps the lines in
-// flight; an L2 prefetch uses the L2's deeper miss queue. Kernels whose work
-// per byte is small enough to keep up with DRAM (int8 VNNI) are then limited
-// by lines in flight: 430M-shaped int8 stream, 1 thread, huge pages: 80-86% of
-// the read probe with T0, 89-90% with T1.
-inline void prefetch_ahead_l2(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T1);
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchL1Bytes, _MM_HINT_T0);
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchL2Bytes, _MM_HINT_T1);
 }
 
 float dot_f32_scalar(const float* a, const float* b, int n) {
@@ -219,8 +219,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) float dot_bf16_a
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int i = 0;
   for (; i + 64 <= n; i += 64) {
-    prefetch_ahead_l2(w + i);
-    prefetch_ahead_l2(w + i + 32);
+    prefetch_ahead(w + i);
+    prefetch_ahead(w + i + 32);
     s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xb + i));
     s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(xb + i + 32));
   }
@@ -291,9 +291,14 @@ CORVID_AVX512VNNI bool make_digits(const float* xs, int n, int8_t* D, int& shift
   int i = 0;
   for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(xs + i)));
   if (i < n) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(__mmask16((1u << (n - i)) - 1), xs + i)));
+  __mmask16 bad = 0;  // max_ps drops NaNs: look for NaN and infinity explicitly
+  for (i = 0; i + 16 <= n; i += 16)
+    bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xs + i)), _mm512_set1_ps(INFINITY), _CMP_NLT_UQ);
+  if (i < n)
+    bad |= _mm512_mask_cmp_ps_mask(__mmask16((1u << (n - i)) - 1), _mm512_abs_ps(_mm512_maskz_loadu_ps(__mmask16((1u << (n - i)) - 1), xs + i)),
+                                   _mm512_set1_ps(INFINITY), _CMP_NLT_UQ);
+  if (bad) return false;
   const float m = _mm512_reduce_max_ps(mx);
-  for (int k = 0; k < n; ++k)  // max_ps drops NaNs: look for them explicitly
-    if (!std::isfinite(xs[k])) return false;
   // max|xs| < 2^e  ->  |xs 2^(30-e)| < 2^30.
   shift = m > 0 ? 30 - (std::ilogb(m) + 1) : 0;
   if (shift < -252 || shift > 252) return false;
@@ -321,7 +326,7 @@ CORVID_AVX512VNNI inline float dot_u8_vnni_row(const uint8_t* q, const int8_t* D
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   int i = 0;
   for (; i + 64 <= n; i += 64) {
-    prefetch_ahead_l2(q + i);
+    prefetch_ahead(q + i);
     const __m512i w = _mm512_loadu_si512(q + i);
     a0 = _mm512_dpbusd_epi32(a0, w, _mm512_loadu_si512(D + i));
     a1 = _mm512_dpbusd_epi32(a1, w, _mm512_loadu_si512(D + stride + i));
@@ -383,6 +388,52 @@ float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n) {
 // ---------------------------------------------------------------------------
 
 namespace {
+double combine_lanes(const double l[8]) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+InputSums int8_input_sums_portable(const float* x, const float* ry, const float* my, int n, float* xs) {
+  double a[8] = {}, b[8] = {}, c[8] = {};
+  for (int i0 = 0; i0 < n; i0 += 8)
+    for (int l = 0; l < 8; ++l) {
+      const int i = i0 + l;
+      // Past the end the AVX-512 version adds masked-out zeros; so does this.
+      const float xi = i < n ? x[i] : 0.f, ri = i < n ? ry[i] : 0.f, mi = i < n ? my[i] : 0.f;
+      const float v = xi * ri;
+      if (i < n) xs[i] = v;
+      a[l] += double(xi);
+      b[l] += double(v);
+      c[l] += double(xi) * double(mi);
+    }
+  return {combine_lanes(a), combine_lanes(b), combine_lanes(c)};
+}
+
+__attribute__((target("avx512f,avx512vl"))) InputSums int8_input_sums_avx512(const float* x, const float* ry, const float* my, int n,
+                                                                    float* xs) {
+  __m512d a = _mm512_setzero_pd(), b = a, c = a;
+  for (int i = 0; i < n; i += 8) {
+    const __mmask8 m = n - i >= 8 ? __mmask8(0xff) : __mmask8((1u << (n - i)) - 1);
+    const __m256 xv = _mm256_maskz_loadu_ps(m, x + i), rv = _mm256_maskz_loadu_ps(m, ry + i), mv = _mm256_maskz_loadu_ps(m, my + i);
+    const __m256 v = _mm256_mul_ps(xv, rv);
+    _mm256_mask_storeu_ps(xs + i, m, v);
+    const __m512d xd = _mm512_cvtps_pd(xv);
+    a = _mm512_add_pd(a, xd);
+    b = _mm512_add_pd(b, _mm512_cvtps_pd(v));
+    c = _mm512_add_pd(c, _mm512_mul_pd(xd, _mm512_cvtps_pd(mv)));  // separate mul and add, as the portable loop
+  }
+  alignas(64) double la[8], lb[8], lc[8];
+  _mm512_store_pd(la, a);
+  _mm512_store_pd(lb, b);
+  _mm512_store_pd(lc, c);
+  return {combine_lanes(la), combine_lanes(lb), combine_lanes(lc)};
+}
+
+}  // namespace
+
+InputSums int8_input_sums(Isa isa, const float* x, const float* ry, const float* my, int n, float* xs) {
+  return isa >= Isa::Avx512 ? int8_input_sums_avx512(x, ry, my, n, xs) : int8_input_sums_portable(x, ry, my, n, xs);
+}
+
+
+namespace {
 
 // Rows [j0, j1) of the int8 VNNI GEMV with the §2.6 epilogue, all inside one
 // AVX-512 function so that the row kernel inlines: a call per row across the
@@ -417,16 +468,10 @@ PreparedInput prepare_input(Isa isa, const Matrix& W, const float* x, GemvScratc
     case Matrix::Kind::U8: {
       // y[j] = rx[j] * sum_i (x[i] ry[i]) (q[j][i] + 0.5) + sum_i x[i] my[i] + mx[j] sum_i x[i]
       // (rwkv-reference §2.6, "for fast kernels"): one pass over the codes.
-      double sx = 0, sxs = 0, sxmy = 0;
-      for (int i = 0; i < K; ++i) {
-        s.xs[i] = x[i] * W.ry[i];
-        sx += x[i];
-        sxs += s.xs[i];
-        sxmy += double(x[i]) * W.my[i];
-      }
-      p.half = float(0.5 * sxs);
-      p.fsx = float(sx);
-      p.fsxmy = float(sxmy);
+      const InputSums sums = int8_input_sums(isa, x, W.ry, W.my, K, s.xs);
+      p.half = float(0.5 * sums.sxs);
+      p.fsx = float(sums.sx);
+      p.fsxmy = float(sums.sxmy);
       int shift = 0;
       if (isa == Isa::Avx512Bf16 && s.digits && K <= kVnniMaxCols && make_digits(s.xs, K, s.digits, shift)) {
         p.vnni = true;
@@ -478,11 +523,11 @@ void gemv_batch(Isa isa, const GemvTask* tasks, int n, ThreadPool& pool) {
     return;
   }
   // One pool job for all the products: chunks of about 64 KiB of weights
-  // (rows never split), numbered product after product and claimed from the
-  // pool's shared counter, so a thread that keeps its core takes over the
-  // chunks of one that lost it. One synchronisation
-  // instead of n, and a thread that finishes its share of one product goes
-  // straight on to the next.
+  // (rows never split), numbered product after product, so each thread's
+  // contiguous range of chunks is one stream through consecutive weights (the
+  // products of a step are stored one after another), and a thread that keeps
+  // its core steals the chunks of one that lost it. One synchronisation
+  // instead of n.
   int rows_per_chunk[kMaxTasks], first_chunk[kMaxTasks + 1];
   first_chunk[0] = 0;
   for (int i = 0; i < n; ++i) {

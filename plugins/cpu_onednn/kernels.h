@@ -146,6 +146,18 @@ float dot_u8(Isa isa, const uint8_t* q, const float* xs, int n);
 // codes with xs in 31-bit fixed point, rounded once (needs Isa::Avx512Bf16).
 float dot_u8_vnni(const uint8_t* q, const float* xs, int n);
 
+// The input-side terms of an int8 product (rwkv-reference §2.6): xs = x*ry and
+// sum x, sum xs, sum x*my, summed in double over eight interleaved lanes
+// (lane l takes i = l mod 8) and combined in one fixed order, so the AVX-512
+// version (isa >= Avx512) and the portable one give the same bits. It runs on
+// the calling thread before every int8 product (six times per RWKV-4 block),
+// hence vectorised: the scalar chain of double adds took about 4% of a
+// 2-thread 430M decode.
+struct InputSums {
+  double sx = 0, sxs = 0, sxmy = 0;
+};
+InputSums int8_input_sums(Isa isa, const float* x, const float* ry, const float* my, int n, float* xs);
+
 // Row j of W widened to fp32 as the reference's int8 fallback computes it:
 // ((q + 0.5) * ry) * rx + my + mx, each step in fp32.
 void dequant_row_u8(const Matrix& W, int j, float* out);

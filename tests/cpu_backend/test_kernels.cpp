@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "corvid/sdk/dtype.h"
@@ -279,6 +281,86 @@ TEST(CpuThreadPool, EveryChunkExactlyOnce) {
   }
 }
 
+// Jobs too large for 16-bit range cursors group chunks into claim units; every
+// chunk still runs once.
+TEST(CpuThreadPool, LargeJobsRunEveryChunkOnce) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (int n : {65535, 65536, 131071, 131072, 200003}) {
+      std::vector<std::atomic<uint8_t>> hits(static_cast<size_t>(n));
+      pool.for_chunks(n, [&](int c, int) { hits[size_t(c)].fetch_add(1, std::memory_order_relaxed); });
+      for (int c = 0; c < n; ++c) ASSERT_EQ(hits[size_t(c)].load(), 1) << "threads " << threads << " n " << n << " chunk " << c;
+    }
+  }
+}
+
+// Each thread starts on its own contiguous range (thread t of P: chunks
+// [t n/P, (t+1) n/P)) and a thread that is held up loses its chunks to the
+// others: here worker 1 blocks in its first chunk until the caller has run
+// every other chunk, which the caller can only do by stealing worker 1's.
+TEST(CpuThreadPool, ThreadsStartOnOwnRangeAndStealFromHeldUpThreads) {
+  ThreadPool pool(2);
+  constexpr int n = 64;
+  int participated = 0;
+  for (int job = 0; job < 50; ++job) {
+    std::vector<int> by(n, -1);
+    std::atomic<int> done{0};
+    std::atomic<int> first_of_worker{-1};
+    pool.for_chunks(n, [&](int c, int t) {
+      by[size_t(c)] = t;
+      if (t == 0 && c == 0) {  // give worker 1 up to 100 ms to wake and take its first chunk
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+        while (first_of_worker.load() < 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      }
+      if (t == 1) {
+        int expected = -1;
+        if (first_of_worker.compare_exchange_strong(expected, c))
+          while (done.load() < n - 1) std::this_thread::yield();  // hold worker 1 here
+      }
+      done.fetch_add(1);
+    });
+    EXPECT_EQ(by[0], 0) << "the caller starts at the front of its own range";
+    const int w = first_of_worker.load();
+    if (w < 0) continue;  // worker 1 woke only after the caller had done everything
+    ++participated;
+    EXPECT_GE(w, n / 2) << "worker 1 starts in its own range";
+    int stolen = 0;
+    for (int c = n / 2; c < n; ++c) stolen += by[size_t(c)] == 0;
+    EXPECT_EQ(stolen, n / 2 - 1) << "the caller took every chunk of worker 1's range but the one it held";
+  }
+  EXPECT_GT(participated, 0) << "worker 1 never took part (it spins between jobs, so it should)";
+}
+
+TEST(CpuKernels, Int8InputSumsSameBitsOnEveryPath) {
+  std::mt19937 g(11);
+  for (int n : {1, 5, 7, 8, 9, 16, 63, 64, 65, 1000, 1024, 4096, 4099}) {
+    auto x = randn(g, size_t(n)), ry = randn(g, size_t(n), 0.01f), my = randn(g, size_t(n), 0.1f);
+    std::vector<float> xs_ref(size_t(n), NAN);
+    const InputSums ref = int8_input_sums(Isa::Scalar, x.data(), ry.data(), my.data(), n, xs_ref.data());
+    double sx = 0, sxs = 0, sxmy = 0, abs_x = 0, abs_xs = 0, abs_xmy = 0;
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(xs_ref[size_t(i)], x[size_t(i)] * ry[size_t(i)]);
+      sx += x[size_t(i)], abs_x += std::fabs(x[size_t(i)]);
+      sxs += xs_ref[size_t(i)], abs_xs += std::fabs(xs_ref[size_t(i)]);
+      sxmy += double(x[size_t(i)]) * my[size_t(i)], abs_xmy += std::fabs(double(x[size_t(i)]) * my[size_t(i)]);
+    }
+    // Double sums of fp32 inputs: n 2^-53 relative to the sum of magnitudes.
+    EXPECT_NEAR(ref.sx, sx, n * 0x1p-52 * abs_x);
+    EXPECT_NEAR(ref.sxs, sxs, n * 0x1p-52 * abs_xs);
+    EXPECT_NEAR(ref.sxmy, sxmy, n * 0x1p-52 * abs_xmy);
+    for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16}) {
+      if (!isa_supported(isa)) continue;
+      std::vector<float> xs(size_t(n) + 16, 42.f);
+      const InputSums got = int8_input_sums(isa, x.data(), ry.data(), my.data(), n, xs.data());
+      EXPECT_EQ(got.sx, ref.sx) << isa_name(isa) << " n=" << n;
+      EXPECT_EQ(got.sxs, ref.sxs) << isa_name(isa) << " n=" << n;
+      EXPECT_EQ(got.sxmy, ref.sxmy) << isa_name(isa) << " n=" << n;
+      for (int i = 0; i < n; ++i) ASSERT_EQ(xs[size_t(i)], xs_ref[size_t(i)]);
+      for (int i = n; i < n + 16; ++i) ASSERT_EQ(xs[size_t(i)], 42.f) << "wrote past the end";
+    }
+  }
+}
+
 TEST(CpuElementwise, ExpWithinTwoUlpAndLimits) {
   for (float x = -87.0f; x <= 88.7f; x += 0.01237f) {
     const double want = std::exp(double(x));
@@ -362,8 +444,9 @@ TEST(CpuElementwise, WkvStepIsTheRecurrence) {
         ASSERT_NEAR(b[i], db[i], 1e-5 * (1 + std::abs(db[i])));
         ASSERT_NEAR(p[i], dp[i], 1e-5 * (1 + std::abs(dp[i])));
       }
-      if (step == 0)
+      if (step == 0) {
         for (int i = 0; i < n; ++i) ASSERT_EQ(b[i], 1.0f) << "first token: b = 1";
+      }
     }
   }
 }
