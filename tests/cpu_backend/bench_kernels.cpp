@@ -11,8 +11,12 @@
 #include <random>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "corvid/sdk/dtype.h"
 #include "kernels.h"
+
+#include <immintrin.h>
 
 using namespace corvid;
 using namespace corvid::cpu;
@@ -138,6 +142,156 @@ void gemv_args(benchmark::internal::Benchmark* b) {
         }
 }
 
+
+// One RWKV-4 token's products at a real shape, as the stage runs them: per
+// block the r/k/v batch, the output, the FFN key/receptance batch and the FFN
+// value, then the head; weights packed one after another in a 2 MiB-aligned
+// MADV_HUGEPAGE buffer like MemoryWeightStore's arenas; the stage's
+// StageProducts (so int8 takes the VNNI path where the CPU has it). bytes/s
+// counts weight bytes; compare with BM_ReadProbe at the same thread count for
+// the kernels' and the pool's share of the decode roofline (the element-wise
+// work between products is not included).
+struct HugeBuffer {
+  uint8_t* p = nullptr;
+  size_t len = 0;
+  explicit HugeBuffer(size_t bytes) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    len = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    ::madvise(raw, len, MADV_HUGEPAGE);
+    p = static_cast<uint8_t*>(raw);
+  }
+  ~HugeBuffer() { ::munmap(p, len); }
+  HugeBuffer(const HugeBuffer&) = delete;
+  HugeBuffer& operator=(const HugeBuffer&) = delete;
+};
+
+struct TokenModel {
+  int d, layers, vocab;
+  Matrix::Kind kind;
+  std::unique_ptr<HugeBuffer> buf;
+  std::vector<Matrix> m;  // per block: k v r o fk fr fv; then the head
+  size_t bytes = 0;
+  TokenModel(Matrix::Kind k, int d_, int layers_, int vocab_) : d(d_), layers(layers_), vocab(vocab_), kind(k) {
+    std::vector<std::pair<int, int>> shapes;
+    for (int l = 0; l < layers; ++l)
+      for (auto s : {std::pair{d, d}, {d, d}, {d, d}, {d, d}, {4 * d, d}, {d, d}, {d, 4 * d}}) shapes.push_back(s);
+    shapes.push_back({vocab, d});
+    const size_t elem = k == Matrix::Kind::F32 ? 4 : k == Matrix::Kind::BF16 ? 2 : 1;
+    auto align = [](size_t x) { return (x + 63) / 64 * 64; };
+    size_t total = 0;
+    for (auto [r, c] : shapes) total += align(size_t(r) * c * elem) + (k == Matrix::Kind::U8 ? align(8 * size_t(r)) + align(8 * size_t(c)) : 0);
+    buf = std::make_unique<HugeBuffer>(total);
+    size_t off = 0;
+    std::mt19937 g(3);
+    for (auto [r, c] : shapes) {
+      Matrix x;
+      x.rows = r;
+      x.cols = c;
+      x.kind = k;
+      uint8_t* w = buf->p + off;
+      const size_t n = size_t(r) * c;
+      if (k == Matrix::Kind::F32) {
+        float* f = reinterpret_cast<float*>(w);
+        for (size_t i = 0; i < n; ++i) f[i] = float(int(g() % 2001) - 1000) * 1e-5f;
+        x.f32 = f;
+      } else if (k == Matrix::Kind::BF16) {
+        uint16_t* b = reinterpret_cast<uint16_t*>(w);
+        for (size_t i = 0; i < n; ++i) b[i] = f32_to_bf16(float(int(g() % 2001) - 1000) * 1e-5f);
+        x.bf16 = b;
+      } else {
+        for (size_t i = 0; i < n; ++i) w[i] = uint8_t(g());
+        x.q = w;
+      }
+      off += align(n * elem);
+      bytes += n * elem;
+      if (k == Matrix::Kind::U8) {
+        float* side = reinterpret_cast<float*>(buf->p + off);
+        x.mx = side;
+        x.rx = side + r;
+        std::fill(side, side + 2 * size_t(r), 0.001f);
+        off += align(8 * size_t(r));
+        float* in = reinterpret_cast<float*>(buf->p + off);
+        x.my = in;
+        x.ry = in + c;
+        std::fill(in, in + 2 * size_t(c), 0.001f);
+        off += align(8 * size_t(c));
+        bytes += 8 * (size_t(r) + size_t(c));
+      }
+      m.push_back(x);
+    }
+  }
+};
+
+void BM_DecodeStream(benchmark::State& state) {
+  const auto kind = Matrix::Kind(state.range(0));
+  const int d = int(state.range(1)), layers = int(state.range(2)), threads = int(state.range(3));
+  const Isa isa = detect_isa();
+  static std::map<std::tuple<int, int, int>, std::unique_ptr<TokenModel>> cache;
+  auto& tm = cache[{int(kind), d, layers}];
+  if (!tm) tm = std::make_unique<TokenModel>(kind, d, layers, 50277);
+  const TokenModel& M = *tm;
+  std::vector<float> x(size_t(4) * d, 0.25f), a(size_t(4) * d), b(size_t(4) * d), c(size_t(4) * d), head(size_t(M.vocab));
+  for (int i = 0; i < 4 * d; ++i) x[size_t(i)] = float((i * 37) % 101 - 50) * 0.01f;
+  ThreadPool pool(threads);
+  StageProducts products;
+  products.reserve(4 * d, threads);
+  for (auto _ : state) {
+    for (int l = 0; l < layers; ++l) {
+      const Matrix* w = &M.m[size_t(l) * 7];
+      products.run(isa, {{&w[0], x.data(), a.data()}, {&w[1], x.data() + d, b.data()}, {&w[2], x.data() + 2 * d, c.data()}}, 1, pool);
+      products.run(isa, {{&w[3], a.data(), b.data()}}, 1, pool);
+      products.run(isa, {{&w[4], x.data(), a.data()}, {&w[5], x.data() + d, c.data()}}, 1, pool);
+      products.run(isa, {{&w[6], a.data(), b.data()}}, 1, pool);
+    }
+    products.run(isa, {{&M.m.back(), x.data(), head.data()}}, 1, pool);
+    benchmark::DoNotOptimize(head.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(M.bytes));
+  state.SetLabel(std::string(isa_name(isa)));
+}
+
+// The read side of the roofline with the stage's pool: `threads` contiguous
+// slices of a 1 GiB huge-page buffer, each summed with 4 accumulators and a
+// software prefetch (corvid-bench's probe reports the better of with/without).
+__attribute__((target("avx512f"))) float sum_slice(const float* p, size_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    // 4 KiB ahead, like the GEMV kernels (carries the stream across pages).
+    for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + i + 16 * l) + 4096, _MM_HINT_T0);
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  float s = 0;
+  for (float v : lanes) s += v;
+  return s;
+}
+
+void BM_ReadProbe(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  if (!__builtin_cpu_supports("avx512f")) {
+    state.SkipWithError("needs AVX-512");
+    return;
+  }
+  static HugeBuffer buf(size_t(1) << 30);
+  const size_t n = buf.len / 4;
+  float* p = reinterpret_cast<float*>(buf.p);
+  std::fill(p, p + n, 1.0f);
+  ThreadPool pool(threads);
+  std::vector<float> part(static_cast<size_t>(threads));
+  for (auto _ : state) {
+    const size_t per = n / size_t(threads) / 64 * 64;
+    pool.for_chunks(threads, [&](int t, int) { part[size_t(t)] = sum_slice(p + size_t(t) * per, per); });
+    benchmark::DoNotOptimize(part.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf.len));
+}
+
 }  // namespace
 
 BENCHMARK(BM_Dot)->ArgNames({"kind", "isa", "n"})->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}, {1024, 4096}});
@@ -146,5 +300,13 @@ BENCHMARK(BM_Gemm)
     ->ArgNames({"kind", "T", "rows", "cols", "threads"})
     ->ArgsProduct({{0, 1, 2}, {256}, {2048, 8192}, {2048}, {1, 2}})
     ->UseRealTime();
+
+// RWKV-4 430M (24 x 1024) and 1.5B (24 x 2048), 1 and 2 threads.
+BENCHMARK(BM_DecodeStream)
+    ->ArgNames({"kind", "d", "layers", "threads"})
+    ->ArgsProduct({{0, 1, 2}, {1024, 2048}, {24}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadProbe)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
