@@ -124,9 +124,10 @@ class StageProducts {
   // T > 1: a oneDNN GEMM each.
   void run(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
   // Small float matrices (the v6/v7 LoRAs): each output summed in double with
-  // a fixed order and rounded once, so it is the same bits on every ISA, for
-  // every thread count and in step and chunk mode. F32 or BF16 weights only.
-  static void run_f64(std::initializer_list<Product> products, int T, ThreadPool& pool);
+  // a fixed order and rounded once (f64_rows), so it is the same bits on every
+  // ISA, for every thread count and in step and chunk mode. F32 or BF16
+  // weights only; at most 8 products, run as one pool job.
+  static void run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
 
  private:
   struct Scratch {
@@ -157,6 +158,12 @@ struct InputSums {
   double sx = 0, sxs = 0, sxmy = 0;
 };
 InputSums int8_input_sums(Isa isa, const float* x, const float* ry, const float* my, int n, float* xs);
+
+// y[j] = sum_i W[j][i] x[i] for j in [j0, j1) summed in double (lane u of
+// eight takes i = u mod 8 over the whole blocks of eight, the tail goes to
+// lane 0, then one fixed tree) and rounded once to fp32: the same bits on
+// every ISA (AVX-512 for isa >= Avx512, a portable loop otherwise).
+void f64_rows(Isa isa, const Matrix& W, const float* x, float* y, int j0, int j1);
 
 // Row j of W widened to fp32 as the reference's int8 fallback computes it:
 // ((q + 0.5) * ry) * rx + my + mx, each step in fp32.

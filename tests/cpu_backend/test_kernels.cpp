@@ -361,6 +361,79 @@ TEST(CpuKernels, Int8InputSumsSameBitsOnEveryPath) {
   }
 }
 
+// The double-sum LoRA rows: the AVX-512 kernel follows the portable loop's
+// order exactly (same bits), and both are the correctly rounded sum up to the
+// double summation error.
+TEST(CpuKernels, F64RowsSameBitsOnEveryPath) {
+  std::mt19937 g(13);
+  for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16})
+    for (int cols : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 160, 1023, 1024, 1029}) {
+      const int rows = 37;
+      std::vector<float> wf = randn(g, size_t(rows) * cols), x = randn(g, size_t(cols));
+      std::vector<uint16_t> wb(wf.size());
+      for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]), wf[i] = kind == Matrix::Kind::BF16 ? bf16_to_f32(wb[i]) : wf[i];
+      Matrix W;
+      W.rows = rows;
+      W.cols = cols;
+      W.kind = kind;
+      W.f32 = wf.data();
+      W.bf16 = wb.data();
+      std::vector<float> ref(rows, NAN);
+      f64_rows(Isa::Scalar, W, x.data(), ref.data(), 0, rows);
+      for (int j = 0; j < rows; ++j) {
+        long double want = 0, mag = 0;
+        for (int i = 0; i < cols; ++i) {
+          const long double p = (long double)wf[size_t(j) * cols + i] * x[size_t(i)];
+          want += p, mag += std::fabs((double)p);
+        }
+        ASSERT_NEAR(ref[size_t(j)], (double)want, std::fabs((double)want) * 0x1p-24 + (double)mag * cols * 0x1p-52) << cols << " row " << j;
+      }
+      for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16}) {
+        if (!isa_supported(isa)) continue;
+        std::vector<float> y(rows + 1, 42.f);
+        f64_rows(isa, W, x.data(), y.data(), 0, rows);
+        for (int j = 0; j < rows; ++j) ASSERT_EQ(y[size_t(j)], ref[size_t(j)]) << isa_name(isa) << " cols " << cols << " row " << j;
+        ASSERT_EQ(y[size_t(rows)], 42.f);
+      }
+    }
+}
+
+// run_f64 runs several products as one job: every output equals f64_rows's,
+// for 1-3 threads and T = 1 or 3.
+TEST(CpuKernels, RunF64BatchEqualsRows) {
+  std::mt19937 g(17);
+  const int C = 96;
+  const int D[3] = {8, 40, 3};
+  std::vector<std::vector<float>> w;
+  std::vector<Matrix> m;
+  for (int k = 0; k < 3; ++k) {
+    w.push_back(randn(g, size_t(C) * D[k]));
+    Matrix a;
+    a.rows = k == 1 ? C : D[k];
+    a.cols = k == 1 ? D[k] : C;
+    a.kind = Matrix::Kind::F32;
+    a.f32 = w.back().data();
+    m.push_back(a);
+  }
+  for (int T : {1, 3})
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<std::vector<float>> X, Y, want;
+      for (int k = 0; k < 3; ++k) {
+        X.push_back(randn(g, size_t(T) * m[size_t(k)].cols));
+        Y.emplace_back(size_t(T) * m[size_t(k)].rows, NAN);
+        want.emplace_back(size_t(T) * m[size_t(k)].rows);
+        for (int t = 0; t < T; ++t)
+          f64_rows(Isa::Scalar, m[size_t(k)], X[size_t(k)].data() + size_t(t) * m[size_t(k)].cols,
+                   want[size_t(k)].data() + size_t(t) * m[size_t(k)].rows, 0, m[size_t(k)].rows);
+      }
+      StageProducts::run_f64(detect_isa(),
+                             {{&m[0], X[0].data(), Y[0].data()}, {&m[1], X[1].data(), Y[1].data()}, {&m[2], X[2].data(), Y[2].data()}}, T,
+                             pool);
+      for (int k = 0; k < 3; ++k) EXPECT_EQ(Y[size_t(k)], want[size_t(k)]) << "product " << k << " T " << T << " threads " << threads;
+    }
+}
+
 TEST(CpuElementwise, ExpWithinTwoUlpAndLimits) {
   for (float x = -87.0f; x <= 88.7f; x += 0.01237f) {
     const double want = std::exp(double(x));
