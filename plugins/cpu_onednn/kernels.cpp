@@ -130,7 +130,10 @@ __attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* a, const flo
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8) {
+    if ((i & 15) == 0) prefetch_ahead(a + i);  // short rows: the stream still needs its prefetch
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  }
   float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
@@ -179,7 +182,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_f32_avx512(const 
     s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
     s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
   }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  for (; i + 16 <= n; i += 16) {
+    // Rows shorter than 64 (the RWKV-6 mix LoRA's 32) never reach the loop
+    // above; without this prefetch they stalled on every line (≈ 6% of a
+    // 2-thread RWKV-6 0.4B int8 decode).
+    prefetch_ahead(a + i);
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  }
   if (i < n) {
     __mmask16 m = __mmask16((1u << (n - i)) - 1);
     s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
@@ -199,6 +208,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_bf16_avx512(const
     s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), s1);
   }
   for (; i + 16 <= n; i += 16) {
+    if ((i & 31) == 0) prefetch_ahead(w + i);  // short rows (see dot_f32_avx512)
     __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
     s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w16), 16)), _mm512_loadu_ps(x + i), s0);
   }
@@ -224,8 +234,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) float dot_bf16_a
     s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xb + i));
     s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(xb + i + 32));
   }
-  for (; i + 32 <= n; i += 32)
+  for (; i + 32 <= n; i += 32) {
+    prefetch_ahead(w + i);  // short rows (see dot_f32_avx512)
     s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(xb + i));
+  }
   if (i < n) {
     __mmask32 m = __mmask32((n - i) >= 32 ? 0xffffffffu : ((1u << (n - i)) - 1));
     s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16(m, w + i), (__m512bh)_mm512_maskz_loadu_epi16(m, xb + i));
@@ -251,7 +263,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_u8_avx512(const u
     s2 = _mm512_fmadd_ps(widen16_u8(q + i + 32), _mm512_loadu_ps(xs + i + 32), s2);
     s3 = _mm512_fmadd_ps(widen16_u8(q + i + 48), _mm512_loadu_ps(xs + i + 48), s3);
   }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(widen16_u8(q + i), _mm512_loadu_ps(xs + i), s0);
+  for (; i + 16 <= n; i += 16) {
+    if ((i & 63) == 0) prefetch_ahead(q + i);  // short rows (see dot_f32_avx512)
+    s0 = _mm512_fmadd_ps(widen16_u8(q + i), _mm512_loadu_ps(xs + i), s0);
+  }
   if (i < n) {
     __mmask16 m = __mmask16((1u << (n - i)) - 1);
     s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, q + i))),
@@ -483,6 +498,32 @@ PreparedInput prepare_input(Isa isa, const Matrix& W, const float* x, GemvScratc
   return p;
 }
 
+// Rows [j0, j1) of a float product inside one function of the kernel's
+// target, so that the row kernel inlines (same reason as u8_vnni_rows): the
+// RWKV-6 mix LoRA has rows of 32 floats, where a call per row took about 7%
+// of a 2-thread 0.4B int8 decode.
+#define CORVID_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define CORVID_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define CORVID_TARGET_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+CORVID_TARGET_AVX2 void f32_rows_avx2(const float* w, const float* x, float* y, int K, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) y[j] = dot_f32_avx2(w + size_t(j) * size_t(K), x, K);
+}
+CORVID_TARGET_AVX512 void f32_rows_avx512(const float* w, const float* x, float* y, int K, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) y[j] = dot_f32_avx512(w + size_t(j) * size_t(K), x, K);
+}
+CORVID_TARGET_AVX2 void bf16_rows_avx2(const uint16_t* w, const float* x, float* y, int K, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) y[j] = dot_bf16_avx2(w + size_t(j) * size_t(K), x, K);
+}
+CORVID_TARGET_AVX512 void bf16_rows_avx512(const uint16_t* w, const float* x, float* y, int K, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) y[j] = dot_bf16_avx512(w + size_t(j) * size_t(K), x, K);
+}
+CORVID_TARGET_AVX512BF16 void bf16_rows_avx512bf16(const uint16_t* w, const uint16_t* xb, float* y, int K, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) y[j] = dot_bf16_avx512bf16(w + size_t(j) * size_t(K), xb, K);
+}
+#undef CORVID_TARGET_AVX2
+#undef CORVID_TARGET_AVX512
+#undef CORVID_TARGET_AVX512BF16
+
 // Rows [j0, j1) of one product.
 void run_rows(Isa isa, const GemvTask& t, const PreparedInput& p, int j0, int j1) {
   const Matrix& W = *t.W;
@@ -490,10 +531,17 @@ void run_rows(Isa isa, const GemvTask& t, const PreparedInput& p, int j0, int j1
   float* y = t.y;
   switch (W.kind) {
     case Matrix::Kind::F32:
-      for (int j = j0; j < j1; ++j) y[j] = dot_f32(isa, W.f32 + size_t(j) * K, t.x, K);
+      if (isa >= Isa::Avx512) f32_rows_avx512(W.f32, t.x, y, K, j0, j1);
+      else if (isa == Isa::Avx2) f32_rows_avx2(W.f32, t.x, y, K, j0, j1);
+      else
+        for (int j = j0; j < j1; ++j) y[j] = dot_f32(isa, W.f32 + size_t(j) * K, t.x, K);
       break;
     case Matrix::Kind::BF16:
-      for (int j = j0; j < j1; ++j) y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, t.x, t.s->xb, K);
+      if (isa == Isa::Avx512Bf16) bf16_rows_avx512bf16(W.bf16, t.s->xb, y, K, j0, j1);
+      else if (isa == Isa::Avx512) bf16_rows_avx512(W.bf16, t.x, y, K, j0, j1);
+      else if (isa == Isa::Avx2) bf16_rows_avx2(W.bf16, t.x, y, K, j0, j1);
+      else
+        for (int j = j0; j < j1; ++j) y[j] = dot_bf16(isa, W.bf16 + size_t(j) * K, t.x, t.s->xb, K);
       break;
     case Matrix::Kind::U8:
       if (p.vnni) {

@@ -605,11 +605,12 @@ void Rwkv5Stage::time_mix(const Rwkv5Block& b, int T, float* s_att, float* S) {
   for (int t = 0; t < T; ++t) {
     const size_t o = size_t(t) * Aa;
     const float* wt = is_v6(hp_) ? w_.data() + o : wrow;
-    for (int h = 0; h < H; ++h) {
+    // Heads are independent (each its own N×N state): split across the pool.
+    pool_.for_chunks(H, [&](int h, int) {
       const size_t c = size_t(h) * N;
       v5::wkv5_head_step(r_.data() + o + c, k_.data() + o + c, v_.data() + o + c, b.first + c, wt + c,
                          S + size_t(h) * N * N, y_.data() + o + c, N);
-    }
+    });
     // o = GroupNorm_H(y; ln_x, eps 64e-5) → atype;   v5.1+: o ← o ⊙ silu(x_g W_g)
     v5::group_norm(y_.data() + o, b.lnx_w, b.lnx_b, o_.data() + o, H, N, kGroupNormEps);
   }

@@ -18,8 +18,8 @@
 // thread, so the pool is the only source of parallelism and threads are never
 // oversubscribed.
 //
-// Idle workers spin briefly (the element-wise work between two products is
-// short) and then sleep on a futex (std::atomic::wait).
+// Idle workers spin for up to 0.3 ms (the element-wise work between two
+// products is short) and then sleep on a futex (std::atomic::wait).
 #pragma once
 
 #include <atomic>
