@@ -21,6 +21,8 @@
 //   att.w1 [Dw][C], att.w2 [C][Dw], a1/a2 (Da), g1/g2 (Dg), blocks > 0: v1/v2 (Dv)
 #include "rwkv7_stage.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -106,6 +108,104 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void wkv7_head_step
       acc += rb(row[j]) * r[j];
     }
     y[i] = rb(acc);
+  }
+}
+
+namespace {
+// rb() on sixteen lanes: RNE to bf16 kept in fp32, NaN stays a quiet NaN.
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 rb16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i hi = _mm512_set1_epi32(int(0xffff0000u));
+  // maskz form: the plain intrinsic trips a GCC 12 -Wuninitialized false positive
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(__mmask16(0xffff), u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), hi);
+  const __m512i nan = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), hi);
+  const __mmask16 is_nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_castsi512_ps(_mm512_mask_blend_epi32(is_nan, rounded, nan));
+}
+}  // namespace
+
+// S[i,:] ← ((S⊙ω) + sab) + bf16(v_i·k);  tr = bf16(S[i,:])·r  (B vectors of 16).
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void wkv7_bf16_finish_row(
+    const float* r, const float* w, const float* k, float v_i, float* row, const __m512* sab, float* tr, int B) {
+  const __m512 vi = _mm512_set1_ps(v_i);
+  for (int b = 0; b < B; ++b) {
+    const int j = 16 * b;
+    const __m512 nr = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(row + j), _mm512_loadu_ps(w + j)), sab[b]),
+                                    rb16(_mm512_mul_ps(vi, _mm512_loadu_ps(k + j))));
+    _mm512_storeu_ps(row + j, nr);
+    _mm512_store_ps(tr + j, _mm512_mul_ps(rb16(nr), _mm512_loadu_ps(r + j)));
+  }
+}
+
+// S·ab and the update for rows [0, N), BB vectors of 16 per row (BB = N / 16
+// when it is a compile-time constant, so the 2·BB accumulators stay in
+// registers; 0 = read B at run time).
+template <int BB>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void wkv7_bf16_rows(const float* __restrict r, const float* __restrict w,
+                                                                         const float* __restrict k, const float* __restrict v,
+                                                                         const float* __restrict ab, float* __restrict S,
+                                                                         float* __restrict y, int N) {
+  const int B = BB ? BB : N / 16;
+  constexpr int kMaxB = BB ? BB : 64;  // N ≤ 1024
+  alignas(64) float t[2][1024];        // bf16(S_new[i,j])·r_j
+  __m512 s0[kMaxB], s1[kMaxB];
+  int i = 0;
+  // Two rows at a time: 2·B independent accumulator chains.
+  for (; i + 2 <= N; i += 2) {
+    const float* row0 = S + size_t(i) * N;
+    const float* row1 = row0 + N;
+    for (int b = 0; b < B; ++b) s0[b] = s1[b] = _mm512_setzero_ps();
+    for (int l = 0; l < N; ++l) {
+      const __m512 x0 = _mm512_set1_ps(row0[l]), x1 = _mm512_set1_ps(row1[l]);
+      const float* abl = ab + size_t(l) * N;
+      for (int b = 0; b < B; ++b) {
+        const __m512 m = _mm512_loadu_ps(abl + 16 * b);
+        s0[b] = _mm512_add_ps(s0[b], _mm512_mul_ps(x0, m));
+        s1[b] = _mm512_add_ps(s1[b], _mm512_mul_ps(x1, m));
+      }
+    }
+    wkv7_bf16_finish_row(r, w, k, v[i], S + size_t(i) * N, s0, t[0], B);
+    wkv7_bf16_finish_row(r, w, k, v[i + 1], S + size_t(i + 1) * N, s1, t[1], B);
+    // y_i = bf16(Σ_j t[j]) summed in j order (two independent chains).
+    float acc0 = 0.f, acc1 = 0.f;
+    for (int j = 0; j < N; ++j) {
+      acc0 += t[0][j];
+      acc1 += t[1][j];
+    }
+    y[i] = rb(acc0);
+    y[i + 1] = rb(acc1);
+  }
+  for (; i < N; ++i) {
+    const float* row = S + size_t(i) * N;
+    for (int b = 0; b < B; ++b) s0[b] = _mm512_setzero_ps();
+    for (int l = 0; l < N; ++l) {
+      const __m512 x0 = _mm512_set1_ps(row[l]);
+      for (int b = 0; b < B; ++b) s0[b] = _mm512_add_ps(s0[b], _mm512_mul_ps(x0, _mm512_loadu_ps(ab + size_t(l) * N + 16 * b)));
+    }
+    wkv7_bf16_finish_row(r, w, k, v[i], S + size_t(i) * N, s0, t[0], B);
+    float acc = 0.f;
+    for (int j = 0; j < N; ++j) acc += t[0][j];
+    y[i] = rb(acc);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void wkv7_head_step_bf16_avx512(
+    const float* __restrict r, const float* __restrict w, const float* __restrict k, const float* __restrict v,
+    const float* __restrict kappa, const float* __restrict a, float* __restrict S, float* __restrict y, int N,
+    float* __restrict ab, float* __restrict sa) {
+  // N % 16 == 0, N ≤ 1024 (checked by the caller and at construction).
+  for (int j = 0; j < N; j += 16)
+    _mm512_storeu_ps(sa + j, rb16(_mm512_mul_ps(_mm512_loadu_ps(kappa + j), _mm512_loadu_ps(a + j))));
+  for (int l = 0; l < N; ++l) {
+    const __m512 nk = _mm512_set1_ps(-kappa[l]);
+    for (int j = 0; j < N; j += 16) _mm512_storeu_ps(ab + size_t(l) * N + j, rb16(_mm512_mul_ps(nk, _mm512_loadu_ps(sa + j))));
+  }
+  switch (N) {
+    case 64: return wkv7_bf16_rows<4>(r, w, k, v, ab, S, y, N);  // every RWKV-7 release so far
+    case 128: return wkv7_bf16_rows<8>(r, w, k, v, ab, S, y, N);
+    default: return wkv7_bf16_rows<0>(r, w, k, v, ab, S, y, N);
   }
 }
 
@@ -512,10 +612,15 @@ void Rwkv7Stage::time_mix(const Rwkv7Block& b, bool layer0, int T, float* s_att,
     float* y = y_.data() + o;
     const float* r = r_.data() + o;
     // Heads are independent: split across the pool, per-thread scratch.
+    const bool fast_bf16 = BF16 && isa_ >= Isa::Avx512 && N % 16 == 0;
     pool_.for_chunks(H, [&](int h, int thread) {
       const size_t c = size_t(h) * N;
-      v7::wkv7_head_step(r + c, w + c, k + c, v + c, kap + c, a + c, S + size_t(h) * N * N, y + c, N, BF16,
-                         ab_.data() + size_t(thread) * N * N, sa_.data() + size_t(thread) * N);
+      float* ab = ab_.data() + size_t(thread) * N * N;
+      float* sa = sa_.data() + size_t(thread) * N;
+      if (fast_bf16)
+        v7::wkv7_head_step_bf16_avx512(r + c, w + c, k + c, v + c, kap + c, a + c, S + size_t(h) * N * N, y + c, N, ab, sa);
+      else
+        v7::wkv7_head_step(r + c, w + c, k + c, v + c, kap + c, a + c, S + size_t(h) * N * N, y + c, N, BF16, ab, sa);
     });
     // y ← GroupNorm_H(y; ln_x, eps 64e-5) + per head (Σ_j r_j·k_j·r_k_j)·v
     float* out = o_.data() + o;

@@ -93,6 +93,44 @@ TEST(Rwkv7Pieces, StateUpdateMatchesDoubleLoop) {
   EXPECT_GT(worst, 0.0);  // and really rounds
 }
 
+// The AVX-512 bf16 head step is the scalar bf16 step, bit for bit (state and
+// read-out), over many tokens, for the head sizes it specialises (64, 128) and
+// the generic path (16, 48), including a NaN that must propagate.
+TEST(Rwkv7Pieces, Bf16HeadStepAvx512SameBits) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl"))
+    GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (int N : {16, 48, 64, 128}) {
+    std::mt19937 rng(static_cast<uint32_t>(N));
+    std::uniform_real_distribution<float> U(-1.f, 1.f), W(0.5f, 1.f), P(0.f, 1.f);
+    std::vector<float> r(N), w(N), k(N), v(N), a(N), kap(N), ab(size_t(N) * N), sa(N), ab2(size_t(N) * N), sa2(N);
+    std::vector<float> S1(size_t(N) * N, 0.f), S2(size_t(N) * N, 0.f), y1(N), y2(N);
+    for (int t = 0; t < 40; ++t) {
+      for (int j = 0; j < N; ++j) { r[j] = U(rng); w[j] = W(rng); k[j] = U(rng); v[j] = 3.f * U(rng); a[j] = P(rng); kap[j] = U(rng); }
+      cpu::v7::l2_normalize_heads(kap.data(), kap.data(), 1, N, true);
+      if (N == 48 && t == 39) v[5] = NAN;
+      cpu::v7::wkv7_head_step(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S1.data(), y1.data(), N, true,
+                              ab.data(), sa.data());
+      cpu::v7::wkv7_head_step_bf16_avx512(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S2.data(), y2.data(), N,
+                                          ab2.data(), sa2.data());
+      for (int i = 0; i < N; ++i) {
+        if (std::isnan(y1[i])) {
+          ASSERT_TRUE(std::isnan(y2[i])) << "N " << N << " t " << t << " i " << i;
+          continue;
+        }
+        ASSERT_EQ(y1[i], y2[i]) << "N " << N << " t " << t << " i " << i;
+      }
+      for (size_t e = 0; e < S1.size(); ++e) {
+        if (std::isnan(S1[e])) {
+          ASSERT_TRUE(std::isnan(S2[e]));
+          continue;
+        }
+        ASSERT_EQ(S1[e], S2[e]) << "N " << N << " t " << t << " e " << e;
+      }
+    }
+  }
+}
+
 TEST(Rwkv7Pieces, L2NormalizePerHeadWithEps) {
   const int H = 3, N = 8;
   std::vector<float> x(H * N), out(H * N);
