@@ -18,6 +18,7 @@
 #include <map>
 
 #include "common/fixture_run.h"
+#include "cpu_backend/fixture_sweep.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 #include "corvid/sdk/weights_util.h"
@@ -93,16 +94,6 @@ struct MapSink : WeightSink {
   }
 };
 
-// Runs a block of assertions once per kernel family this CPU has.
-class IsaScope {
- public:
-  explicit IsaScope(cpu::Isa isa) {
-    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
-  }
-  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
-};
-
 }  // namespace
 
 // The codes and the four scale vectors prepare() stores for fp32i8 are the
@@ -165,42 +156,8 @@ TEST(CpuBackend, PreparedInt8CodesAreTheReferences) {
 // Every fixture, every CPU strategy, every mode, every kernel family, 1 and 2
 // threads: logits and the final state against the reference.
 TEST(CpuBackend, EveryKernelFamilyMatchesTheReference) {
-  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
-    if (!cpu::isa_supported(isa)) continue;
-    IsaScope scope(isa);
-    for (const Fixture& fx : load_fixtures()) {
-      for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
-        auto it = fx.expected.find(strategy);
-        if (it == fx.expected.end()) continue;
-        const ExpectedRun& ex = it->second;
-        for (int threads : {1, 2}) {
-          for (const auto& [mode, npy] : ex.logits) {
-            SCOPED_TRACE(fx.name + " / " + strategy + " / " + mode + " / " + cpu::isa_name(isa) + " / threads " +
-                         std::to_string(threads));
-            NpyArray want = read_npy(npy);
-            EngineOptions o = engine_default_options();
-            o.model_path = fx.files[0];
-            o.strategy = strategy;
-            o.threads = threads;
-            o.chunk_len = mode_chunk_len(mode);
-            auto eng = Engine::load(o);
-            ASSERT_NE(eng->describe_stages().front().find(cpu::isa_name(isa)), std::string::npos)
-                << eng->describe_stages().front();
-            State st = eng->new_state();
-            std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
-            size_t at = 0;
-            double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
-            EXPECT_LE(r, 1.0) << "logit " << at << ": got " << got[at] << ", want " << want.data[at];
-            NpyArray sw = read_npy(ex.state_final);
-            std::vector<float> s = st.serialize();
-            ASSERT_EQ(s.size(), sw.data.size());
-            r = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
-            EXPECT_LE(r, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
-          }
-        }
-      }
-    }
-  }
+  const int runs = sweep_cpu_fixtures(load_fixtures(), "v4 fixture", [](const Fixture&) { return true; });
+  EXPECT_GE(runs, 3 * 3 * 2 * 2);  // RWKV-4 fixtures, three strategies, two thread counts, >= 2 modes
 }
 
 TEST(CpuBackend, UnknownOrUnsupportedIsaIsAnError) {

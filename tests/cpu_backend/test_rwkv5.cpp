@@ -18,6 +18,7 @@
 #include <random>
 
 #include "common/fixture_run.h"
+#include "cpu_backend/fixture_sweep.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 #include "kernels.h"
@@ -29,23 +30,6 @@ using namespace corvid_test;
 namespace {
 
 std::string v5_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models_v5plus"; }
-
-// The first token whose logits differ from the reference at all (-1: none).
-long first_row_off(const std::vector<float>& got, const std::vector<float>& want, int V) {
-  for (size_t i = 0; i < got.size(); ++i)
-    if (got[i] != want[i]) return long(i / size_t(V));
-  return -1;
-}
-
-// Forces one kernel family for the stages created in its scope.
-class IsaScope {
- public:
-  explicit IsaScope(cpu::Isa isa) {
-    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
-  }
-  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
-};
 
 bool is_v5_or_v6(const Fixture& fx) { return fx.name.rfind("rwkv5", 0) == 0 || fx.name.rfind("rwkv6", 0) == 0; }
 
@@ -111,50 +95,7 @@ TEST(Rwkv5Pieces, GroupNormMatchesDouble) {
 // Every v5.x/v6 fixture × strategy × mode × threads × kernel family this CPU
 // has (forced with CORVID_CPU_ISA) against the reference.
 TEST(Rwkv5Fixtures, MatchTheReference) {
-  int runs = 0;
-  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
-  if (!cpu::isa_supported(isa)) continue;
-  const char* isa_env = cpu::isa_name(isa);
-  IsaScope scope(isa);
-  for (const Fixture& fx : load_fixtures(v5_dir())) {
-    if (!is_v5_or_v6(fx)) continue;
-    for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
-      auto it = fx.expected.find(strategy);
-      if (it == fx.expected.end()) continue;
-      const ExpectedRun& ex = it->second;
-      NpyArray sw = read_npy(ex.state_final);
-      for (int threads : {1, 2}) {
-        for (const auto& [mode, npy] : ex.logits) {
-          const std::string what = fx.name + " / " + strategy + " / " + mode + " / threads " + std::to_string(threads);
-          SCOPED_TRACE(what);
-          NpyArray want = read_npy(npy);
-          EngineOptions o = engine_default_options();
-          o.model_path = fx.files[0];
-          o.strategy = strategy;
-          o.threads = threads;
-          o.chunk_len = mode_chunk_len(mode);
-          auto eng = Engine::load(o);
-          State st = eng->new_state();
-          std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
-          ASSERT_EQ(got.size(), want.data.size());
-          size_t at = 0;
-          double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
-          EXPECT_LE(r, 1.0) << "logit " << at << " (token " << at / size_t(fx.V) << "): got " << got[at] << ", want "
-                            << want.data[at] << "; first token off: " << first_row_off(got, want.data, fx.V);
-          const double dl = max_abs_diff(got.data(), want.data.data(), got.size());
-          std::vector<float> s = st.serialize();
-          ASSERT_EQ(s.size(), sw.data.size());
-          double rs = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
-          EXPECT_LE(rs, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
-          const double ds = max_abs_diff(s.data(), sw.data.data(), s.size());
-          std::printf("[v5 fixture] %-20s %-10s %-8s t%d isa=%s  max|dlogit| %.3g  max|dstate| %.3g\n", fx.name.c_str(),
-                      strategy, mode.c_str(), threads, isa_env ? isa_env : "auto", dl, ds);
-          ++runs;
-        }
-      }
-    }
-  }
-  }
+  const int runs = sweep_cpu_fixtures(load_fixtures(v5_dir()), "v5 fixture", is_v5_or_v6);
   EXPECT_GE(runs, 5 * 3 * 2 * 2);  // five v5/v6 fixtures, three strategies, two thread counts, >= 2 modes
 }
 

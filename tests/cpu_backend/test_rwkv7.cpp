@@ -19,6 +19,7 @@
 #include <random>
 
 #include "common/fixture_run.h"
+#include "cpu_backend/fixture_sweep.h"
 #include "corvid/io/npy.h"
 #include "corvid/runtime/engine.h"
 #include "kernels.h"
@@ -30,16 +31,6 @@ using namespace corvid_test;
 namespace {
 std::string v5plus_dir() { return std::string(CORVID_TEST_DATA_DIR) + "/fixtures/models_v5plus"; }
 bool is_v7(const Fixture& fx) { return fx.name.rfind("rwkv7", 0) == 0; }
-
-// Forces one kernel family for the stages created in its scope.
-class IsaScope {
- public:
-  explicit IsaScope(cpu::Isa isa) {
-    const char* names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-    setenv("CORVID_CPU_ISA", names[int(isa)], 1);
-  }
-  ~IsaScope() { unsetenv("CORVID_CPU_ISA"); }
-};
 }  // namespace
 
 // S[i,j] ← S[i,j]·ω_j + (Σ_l S[i,l]·(−κ_l))·κ_j·a_j + v_i·k_j;  y_i = Σ_j S[i,j]·r_j,
@@ -151,48 +142,7 @@ TEST(Rwkv7Pieces, L2NormalizePerHeadWithEps) {
 // Every v7 fixture × strategy × mode × threads × kernel family this CPU has
 // (forced with CORVID_CPU_ISA) against the reference.
 TEST(Rwkv7Fixtures, MatchTheReference) {
-  int runs = 0;
-  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Bf16}) {
-  if (!cpu::isa_supported(isa)) continue;
-  IsaScope scope(isa);
-  for (const Fixture& fx : load_fixtures(v5plus_dir())) {
-    if (!is_v7(fx)) continue;
-    for (const char* strategy : {"cpu fp32", "cpu fp32i8", "cpu bf16"}) {
-      auto it = fx.expected.find(strategy);
-      if (it == fx.expected.end()) continue;
-      const ExpectedRun& ex = it->second;
-      NpyArray sw = read_npy(ex.state_final);
-      for (int threads : {1, 2}) {
-        for (const auto& [mode, npy] : ex.logits) {
-          SCOPED_TRACE(fx.name + " / " + strategy + " / " + mode + " / threads " + std::to_string(threads));
-          NpyArray want = read_npy(npy);
-          EngineOptions o = engine_default_options();
-          o.model_path = fx.files[0];
-          o.strategy = strategy;
-          o.threads = threads;
-          o.chunk_len = mode_chunk_len(mode);
-          auto eng = Engine::load(o);
-          State st = eng->new_state();
-          std::vector<float> got = run_fixture_mode(*eng, fx, mode, st);
-          ASSERT_EQ(got.size(), want.data.size());
-          size_t at = 0;
-          double r = tolerance_ratio(got.data(), want.data.data(), got.size(), ex.logits_atol, ex.logits_rtol, &at);
-          EXPECT_LE(r, 1.0) << "logit " << at << " (token " << at / size_t(fx.V) << "): got " << got[at] << ", want "
-                            << want.data[at];
-          const double dl = max_abs_diff(got.data(), want.data.data(), got.size());
-          std::vector<float> s = st.serialize();
-          ASSERT_EQ(s.size(), sw.data.size());
-          double rs = tolerance_ratio(s.data(), sw.data.data(), s.size(), ex.state_atol, ex.state_rtol, &at);
-          EXPECT_LE(rs, 1.0) << "state " << at << ": got " << s[at] << ", want " << sw.data[at];
-          const double ds = max_abs_diff(s.data(), sw.data.data(), s.size());
-          std::printf("[v7 fixture] %-18s %-10s %-8s t%d isa=%s  max|dlogit| %.3g  max|dstate| %.3g\n",
-                      fx.name.c_str(), strategy, mode.c_str(), threads, cpu::isa_name(isa), dl, ds);
-          ++runs;
-        }
-      }
-    }
-  }
-  }
+  const int runs = sweep_cpu_fixtures(load_fixtures(v5plus_dir()), "v7 fixture", is_v7);
   EXPECT_GE(runs, 2 * 3 * 2 * 2);
 }
 
