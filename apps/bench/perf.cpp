@@ -18,7 +18,6 @@
 
 #include <immintrin.h>
 #include <omp.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -38,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "corvid/runtime/engine.h"
+#include "corvid/runtime/huge_pages.h"
 #include "corvid/sdk/error.h"
 
 namespace po = boost::program_options;
@@ -159,37 +159,22 @@ float sum_scalar(const float* p, size_t n) {
   return s;
 }
 
-// The probe's buffer is placed like the prepared weights (MemoryWeightStore):
-// 2 MiB-aligned and advised MADV_HUGEPAGE, so that the roofline is the best
-// read rate this machine gives the weights' own page size, not a 4 KiB-page
-// rate that huge-page weights could beat (≈ +5% here).
-struct ProbeBuffer {
-  void* p = nullptr;
-  size_t len = 0;
-  explicit ProbeBuffer(size_t bytes) {
-    constexpr size_t kHuge = size_t(2) << 20;
-    len = (bytes + kHuge - 1) / kHuge * kHuge;
-    void* raw = ::mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return;
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(raw), start = (lo + kHuge - 1) / kHuge * kHuge;
-    if (start > lo) ::munmap(raw, start - lo);
-    if (lo + len + kHuge > start + len) ::munmap(reinterpret_cast<void*>(start + len), lo + len + kHuge - (start + len));
-    p = reinterpret_cast<void*>(start);
-    ::madvise(p, len, MADV_HUGEPAGE);  // advisory
-  }
-  ~ProbeBuffer() {
-    if (p) ::munmap(p, len);
-  }
-};
-
 }  // namespace
 
 double measure_read_bandwidth(size_t bytes, int threads, int passes) {
   threads = std::max(1, threads);
   const size_t n = std::max<size_t>(bytes / sizeof(float) / 64 * 64, 64);
-  ProbeBuffer buf(n * sizeof(float));
-  if (!buf.p) throw Error("bandwidth probe: cannot allocate " + std::to_string(n * sizeof(float)) + " bytes");
-  float* p = static_cast<float*>(buf.p);
+  // Placed like the prepared weights (MemoryWeightStore): 2 MiB-aligned and
+  // advised MADV_HUGEPAGE, so that the roofline is the best read rate this
+  // machine gives the weights' own page size, not a 4 KiB-page rate that
+  // huge-page weights could beat (≈ +5% here).
+  std::unique_ptr<HugePageBuffer> buf;
+  try {
+    buf = std::make_unique<HugePageBuffer>(n * sizeof(float));
+  } catch (const Error& e) {
+    throw Error(std::string("bandwidth probe: ") + e.what());
+  }
+  float* p = static_cast<float*>(buf->data());
   __builtin_cpu_init();
   const int isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
   // Each thread first-touches and later reads the same slice (NUMA-local pages).

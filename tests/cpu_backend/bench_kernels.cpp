@@ -12,8 +12,8 @@
 #include <random>
 #include <vector>
 
-#include <sys/mman.h>
 
+#include "corvid/runtime/huge_pages.h"
 #include "corvid/sdk/dtype.h"
 #include "kernels.h"
 
@@ -157,26 +157,10 @@ void gemv_args(benchmark::internal::Benchmark* b) {
 // roofline (the element-wise work between products is not included). This is
 // the A/B measure docs/performance.md quotes; ratios between runs are stable
 // to a few percent where absolute rates move by 10-20%.
-struct HugeBuffer {
-  uint8_t* p = nullptr;
-  size_t len = 0;
-  explicit HugeBuffer(size_t bytes) {
-    constexpr size_t kHuge = size_t(2) << 20;
-    len = (bytes + kHuge - 1) / kHuge * kHuge;
-    void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) throw std::bad_alloc();
-    ::madvise(raw, len, MADV_HUGEPAGE);
-    p = static_cast<uint8_t*>(raw);
-  }
-  ~HugeBuffer() { ::munmap(p, len); }
-  HugeBuffer(const HugeBuffer&) = delete;
-  HugeBuffer& operator=(const HugeBuffer&) = delete;
-};
-
 struct TokenModel {
   int d, layers, vocab;
   Matrix::Kind kind;
-  std::unique_ptr<HugeBuffer> buf;
+  std::unique_ptr<HugePageBuffer> buf;
   std::vector<Matrix> m;  // per block: k v r o fk fr fv; then the head
   size_t bytes = 0;
   TokenModel(Matrix::Kind k, int d_, int layers_, int vocab_) : d(d_), layers(layers_), vocab(vocab_), kind(k) {
@@ -188,7 +172,7 @@ struct TokenModel {
     auto align = [](size_t x) { return (x + 63) / 64 * 64; };
     size_t total = 0;
     for (auto [r, c] : shapes) total += align(size_t(r) * c * elem) + (k == Matrix::Kind::U8 ? align(8 * size_t(r)) + align(8 * size_t(c)) : 0);
-    buf = std::make_unique<HugeBuffer>(total);
+    buf = std::make_unique<HugePageBuffer>(total);
     size_t off = 0;
     std::mt19937 g(3);
     for (auto [r, c] : shapes) {
@@ -196,7 +180,7 @@ struct TokenModel {
       x.rows = r;
       x.cols = c;
       x.kind = k;
-      uint8_t* w = buf->p + off;
+      uint8_t* w = static_cast<uint8_t*>(buf->data()) + off;
       const size_t n = size_t(r) * c;
       if (k == Matrix::Kind::F32) {
         float* f = reinterpret_cast<float*>(w);
@@ -213,12 +197,12 @@ struct TokenModel {
       off += align(n * elem);
       bytes += n * elem;
       if (k == Matrix::Kind::U8) {
-        float* side = reinterpret_cast<float*>(buf->p + off);
+        float* side = reinterpret_cast<float*>(static_cast<uint8_t*>(buf->data()) + off);
         x.mx = side;
         x.rx = side + r;
         std::fill(side, side + 2 * size_t(r), 0.001f);
         off += align(8 * size_t(r));
-        float* in = reinterpret_cast<float*>(buf->p + off);
+        float* in = reinterpret_cast<float*>(static_cast<uint8_t*>(buf->data()) + off);
         x.my = in;
         x.ry = in + c;
         std::fill(in, in + 2 * size_t(c), 0.001f);
@@ -270,8 +254,8 @@ void BM_DecodeStream(benchmark::State& state) {
   ThreadPool pool(threads);
   StageProducts products;
   products.reserve(4 * d, threads);
-  const float* all = reinterpret_cast<const float*>(M.buf->p);
-  const size_t per = M.buf->len / 4 / size_t(threads) / 64 * 64;
+  const float* all = static_cast<const float*>(M.buf->data());
+  const size_t per = M.buf->size() / 4 / size_t(threads) / 64 * 64;
   std::vector<float> part(static_cast<size_t>(threads));
   std::vector<double> token_s, read_s;
   using Clock = std::chrono::steady_clock;

@@ -1,8 +1,9 @@
 #include "corvid/runtime/memory_weight_store.h"
 
-#include <sys/mman.h>
-
+#include <algorithm>
 #include <cstdlib>
+
+#include "corvid/runtime/huge_pages.h"
 
 #include "corvid/sdk/error.h"
 
@@ -18,34 +19,19 @@ namespace corvid {
 // is ignored and the packing still helps. The arena size bounds the waste to
 // the unused tail of the last arena (never touched, so never resident).
 namespace {
-constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kArenaBytes = size_t(64) << 20;
-
-void* map_arena(size_t bytes) {
-  // Over-allocate by one huge page, then trim both ends to a 2 MiB-aligned range.
-  const size_t len = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* raw = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t start = (lo + kHugePage - 1) / kHugePage * kHugePage;
-  if (start > lo) ::munmap(raw, start - lo);
-  const uintptr_t end = start + len, hi = lo + len + kHugePage;
-  if (hi > end) ::munmap(reinterpret_cast<void*>(end), hi - end);
-  ::madvise(reinterpret_cast<void*>(start), len, MADV_HUGEPAGE);  // advisory: failure is harmless
-  return reinterpret_cast<void*>(start);
-}
 }  // namespace
 
 MemoryWeightStore::~MemoryWeightStore() {
-  for (const Arena& a : arenas_) ::munmap(a.base, a.size);
+  for (const Arena& a : arenas_) unmap_huge_pages(a.base, a.size);
 }
 
 void* MemoryWeightStore::allocate(size_t bytes) {
   bytes = (bytes + 63) / 64 * 64;
   if (bytes == 0) bytes = 64;
   if (arenas_.empty() || arenas_.back().size - arenas_.back().used < bytes) {
-    const size_t size = std::max(kArenaBytes, (bytes + kHugePage - 1) / kHugePage * kHugePage);
-    void* base = map_arena(size);
+    size_t size = 0;
+    void* base = map_huge_pages(std::max(kArenaBytes, bytes), &size);
     if (!base) return nullptr;
     arenas_.push_back(Arena{base, size, 0});
   }
