@@ -64,8 +64,22 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void wkv7_head_step
                     float* __restrict S, float* __restrict y, int N, bool bf16, float* __restrict ab,
                     float* __restrict sa) {
   if (!bf16) {
+    // Both sums below run over l (or j) in order for each row, so each is one
+    // chain of dependent adds; eight rows are summed side by side so that
+    // eight chains are in flight (one chain at a time left the loop waiting
+    // on the add latency: ≈ 2 ms of a 0.4B token). Same order, same bits.
+    constexpr int R = 8;
     // sa_i = Σ_l S[i,l]·(−κ_l)   (old S)
-    for (int i = 0; i < N; ++i) {
+    int i0 = 0;
+    for (; i0 + R <= N; i0 += R) {
+      float acc[R] = {};
+      for (int l = 0; l < N; ++l) {
+        const float nk = -kappa[l];
+        for (int q = 0; q < R; ++q) acc[q] += S[size_t(i0 + q) * N + l] * nk;
+      }
+      for (int q = 0; q < R; ++q) sa[i0 + q] = acc[q];
+    }
+    for (int i = i0; i < N; ++i) {
       const float* row = S + size_t(i) * N;
       float acc = 0.f;
       for (int l = 0; l < N; ++l) acc += row[l] * -kappa[l];
@@ -74,14 +88,21 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void wkv7_head_step
     // S[i,j] ← S[i,j]·ω_j + sa_i·(κ_j·a_j) + v_i·k_j;   y_i = Σ_j S[i,j]·r_j
     float* b = ab;  // b_j = κ_j·a_j
     for (int j = 0; j < N; ++j) b[j] = kappa[j] * a[j];
-    for (int i = 0; i < N; ++i) {
+    for (int i = 0; i < N; ++i) {  // the update is element-wise: vectorised over j
       float* row = S + size_t(i) * N;
       const float si = sa[i], vi = v[i];
+      for (int j = 0; j < N; ++j) row[j] = (row[j] * w[j] + si * b[j]) + vi * k[j];
+    }
+    for (i0 = 0; i0 + R <= N; i0 += R) {
+      float acc[R] = {};
+      for (int j = 0; j < N; ++j)
+        for (int q = 0; q < R; ++q) acc[q] += S[size_t(i0 + q) * N + j] * r[j];
+      for (int q = 0; q < R; ++q) y[i0 + q] = acc[q];
+    }
+    for (int i = i0; i < N; ++i) {
+      const float* row = S + size_t(i) * N;
       float acc = 0.f;
-      for (int j = 0; j < N; ++j) {
-        row[j] = (row[j] * w[j] + si * b[j]) + vi * k[j];
-        acc += row[j] * r[j];
-      }
+      for (int j = 0; j < N; ++j) acc += row[j] * r[j];
       y[i] = acc;
     }
     return;

@@ -84,6 +84,41 @@ TEST(Rwkv7Pieces, StateUpdateMatchesDoubleLoop) {
   EXPECT_GT(worst, 0.0);  // and really rounds
 }
 
+// The fp32 step keeps the plain per-row order of every sum (Σ over l, then
+// over j, each product and sum rounded to fp32): bit-identical to the direct
+// loops, for head sizes that are and are not multiples of its 8-row blocks.
+TEST(Rwkv7Pieces, Fp32HeadStepIsTheDirectLoopsBitForBit) {
+  for (int N : {8, 13, 64}) {
+    std::mt19937 rng(static_cast<uint32_t>(100 + N));
+    std::uniform_real_distribution<float> U(-1.f, 1.f), W(0.5f, 1.f), P(0.f, 1.f);
+    std::vector<float> r(N), w(N), k(N), v(N), a(N), kap(N), ab(size_t(N) * N), sa(N), y(N), yw(N), saw(N), b(N);
+    std::vector<float> S(size_t(N) * N, 0.f), Sw(size_t(N) * N, 0.f);
+    for (int t = 0; t < 30; ++t) {
+      for (int j = 0; j < N; ++j) { r[j] = U(rng); w[j] = W(rng); k[j] = U(rng); v[j] = U(rng); a[j] = P(rng); kap[j] = U(rng); }
+      cpu::v7::l2_normalize_heads(kap.data(), kap.data(), 1, N, false);
+      cpu::v7::wkv7_head_step(r.data(), w.data(), k.data(), v.data(), kap.data(), a.data(), S.data(), y.data(), N, false,
+                              ab.data(), sa.data());
+      for (int i = 0; i < N; ++i) {
+        float acc = 0.f;
+        for (int l = 0; l < N; ++l) acc += Sw[size_t(i) * N + l] * -kap[l];
+        saw[i] = acc;
+      }
+      for (int j = 0; j < N; ++j) b[j] = kap[j] * a[j];
+      for (int i = 0; i < N; ++i) {
+        float acc = 0.f;
+        for (int j = 0; j < N; ++j) {
+          float& e = Sw[size_t(i) * N + j];
+          e = (e * w[j] + saw[i] * b[j]) + v[i] * k[j];
+          acc += e * r[j];
+        }
+        yw[i] = acc;
+      }
+      ASSERT_EQ(S, Sw) << "N " << N << " t " << t;
+      ASSERT_EQ(y, yw) << "N " << N << " t " << t;
+    }
+  }
+}
+
 // The AVX-512 bf16 head step is the scalar bf16 step, bit for bit (state and
 // read-out), over many tokens, for the head sizes it specialises (64, 128) and
 // the generic path (16, 48), including a NaN that must propagate.
