@@ -46,7 +46,9 @@ namespace corvid::cpu {
 
 namespace v5 {
 
-void wkv5_head_step(const float* __restrict r, const float* __restrict k, const float* __restrict v,
+// Cloned for AVX-512 / AVX2 / baseline (resolved once at load): the inner loop
+// is element-wise over i, so every clone gives the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void wkv5_head_step(const float* __restrict r, const float* __restrict k, const float* __restrict v,
                     const float* __restrict u, const float* __restrict w, float* __restrict S, float* __restrict y,
                     int N) {
   for (int i = 0; i < N; ++i) y[i] = 0.f;
