@@ -675,6 +675,9 @@ void GemmContext::gemm(const Matrix& W, const float* X, int T, float* Y, ThreadP
 
 void StageProducts::reserve(int widest_cols, int threads) {
   gemm_.reserve(widest_cols, threads);
+  // run_f64's chunks hold at most 16 KiB of weights or one row: 8192 bf16.
+  f64_tile_doubles_ = std::max<size_t>(8192, size_t(widest_cols));
+  f64_tiles_.assign(size_t(std::max(threads, 1)), std::vector<double>(f64_tile_doubles_));
   for (Scratch& sc : scratch_) {
     sc.xs.assign(size_t(widest_cols), 0.f);
     sc.xb.assign(size_t(widest_cols) + 64, 0);
@@ -740,9 +743,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512d load8_pd(con
 }
 
 // R rows at once: x is widened once per eight columns for all of them, and
-// the R accumulators are independent dependency chains.
+// the R accumulators are independent dependency chains. With `wd` the rows'
+// weights come already widened to double (row r of the block at
+// wd + r·cols; a chunk's tile in sequence mode), otherwise from W.
 template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void f64_block_avx512(const Matrix& W, const float* x, float* y, int j) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void f64_block_avx512(const Matrix& W, const double* wd,
+                                                                                  const float* x, float* y, int j) {
   const size_t cols = size_t(W.cols);
   const size_t elem = W.kind == Matrix::Kind::BF16 ? 2 : 4;
   const char* base = W.kind == Matrix::Kind::BF16 ? reinterpret_cast<const char*>(W.bf16) : reinterpret_cast<const char*>(W.f32);
@@ -752,9 +758,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void f64_block_avx51
   for (; i + 8 <= cols; i += 8) {
     const __m512d xd = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
     for (int r = 0; r < R; ++r) {
-      const size_t at = (size_t(j) + size_t(r)) * cols + i;
-      if (((at * elem) & 63) < 8 * elem) prefetch_ahead(base + at * elem);  // once per 64-byte line
-      acc[r] = _mm512_add_pd(acc[r], _mm512_mul_pd(load8_pd(W, at), xd));
+      if (wd) {
+        acc[r] = _mm512_add_pd(acc[r], _mm512_mul_pd(_mm512_loadu_pd(wd + size_t(r) * cols + i), xd));
+      } else {
+        const size_t at = (size_t(j) + size_t(r)) * cols + i;
+        if (((at * elem) & 63) < 8 * elem) prefetch_ahead(base + at * elem);  // once per 64-byte line
+        acc[r] = _mm512_add_pd(acc[r], _mm512_mul_pd(load8_pd(W, at), xd));
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -762,7 +772,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void f64_block_avx51
     _mm512_store_pd(a, acc[r]);
     const size_t row = (size_t(j) + size_t(r)) * cols;
     for (size_t k = i; k < cols; ++k)
-      a[0] += double(W.kind == Matrix::Kind::BF16 ? bf16_to_f32(W.bf16[row + k]) : W.f32[row + k]) * double(x[k]);
+      a[0] += (wd ? wd[size_t(r) * cols + k] : double(W.kind == Matrix::Kind::BF16 ? bf16_to_f32(W.bf16[row + k]) : W.f32[row + k])) *
+              double(x[k]);
     y[j + r] = float(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
   }
 }
@@ -775,8 +786,26 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void f64_block_avx51
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void f64_rows_avx512(const Matrix& W, const float* __restrict x,
                                                                           float* __restrict y, int j0, int j1) {
   int j = j0;
-  for (; j + 4 <= j1; j += 4) f64_block_avx512<4>(W, x, y, j);
-  for (; j < j1; ++j) f64_block_avx512<1>(W, x, y, j);
+  for (; j + 4 <= j1; j += 4) f64_block_avx512<4>(W, nullptr, x, y, j);
+  for (; j < j1; ++j) f64_block_avx512<1>(W, nullptr, x, y, j);
+}
+
+// Rows [j0, j1) for T tokens from a tile of the rows widened to double once
+// (sequence mode): the widening is then paid once per chunk, not per token.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void f64_rows_tokens_avx512(const Matrix& W, double* __restrict tile,
+                                                                                 const float* X, float* Y, int T, int j0, int j1) {
+  const size_t cols = size_t(W.cols), rows = size_t(W.rows);
+  for (int j = j0; j < j1; ++j)
+    for (size_t i = 0; i < cols; ++i)
+      tile[size_t(j - j0) * cols + i] =
+          double(W.kind == Matrix::Kind::BF16 ? bf16_to_f32(W.bf16[size_t(j) * cols + i]) : W.f32[size_t(j) * cols + i]);
+  for (int t = 0; t < T; ++t) {
+    const float* x = X + size_t(t) * cols;
+    float* y = Y + size_t(t) * rows;
+    int j = j0;
+    for (; j + 4 <= j1; j += 4) f64_block_avx512<4>(W, tile + size_t(j - j0) * cols, x, y, j);
+    for (; j < j1; ++j) f64_block_avx512<1>(W, tile + size_t(j - j0) * cols, x, y, j);
+  }
 }
 
 }  // namespace
@@ -787,6 +816,7 @@ void f64_rows(Isa isa, const Matrix& W, const float* x, float* y, int j0, int j1
 }
 
 void StageProducts::run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool) {
+  const bool tiles = T > 1 && isa >= Isa::Avx512 && f64_tiles_.size() >= size_t(pool.size());
   // One pool job for all the products (like gemv_batch): chunks of about
   // 16 KiB of weights, rows never split, so the 64-row down-projections are
   // shared between threads too; each chunk runs its rows for every token.
@@ -802,15 +832,21 @@ void StageProducts::run_f64(Isa isa, std::initializer_list<Product> products, in
     const size_t row_bytes = std::max<size_t>(size_t(W.cols) * (W.kind == Matrix::Kind::BF16 ? 2 : 4), 1);
     ps[n] = &p;
     rows_per_chunk[n] = int(std::clamp<size_t>((size_t(16) << 10) / row_bytes, 1, size_t(std::max(W.rows, 1))));
+    if (tiles && size_t(rows_per_chunk[n]) * size_t(W.cols) > f64_tile_doubles_)
+      throw Error("cpu_onednn: LoRA product wider than the reserved tile");
     first_chunk[n + 1] = first_chunk[n] + (W.rows + rows_per_chunk[n] - 1) / rows_per_chunk[n];
     ++n;
   }
-  pool.for_chunks(first_chunk[n], [&](int c, int) {
+  pool.for_chunks(first_chunk[n], [&](int c, int thread) {
     int i = 0;
     while (c >= first_chunk[i + 1]) ++i;
     const Product& p = *ps[i];
     const int rows = p.W->rows, cols = p.W->cols;
     const int j0 = (c - first_chunk[i]) * rows_per_chunk[i], j1 = std::min(rows, j0 + rows_per_chunk[i]);
+    if (tiles) {
+      f64_rows_tokens_avx512(*p.W, f64_tiles_[size_t(thread)].data(), p.X, p.Y, T, j0, j1);
+      return;
+    }
     for (int t = 0; t < T; ++t) f64_rows(isa, *p.W, p.X + size_t(t) * size_t(cols), p.Y + size_t(t) * size_t(rows), j0, j1);
   });
 }

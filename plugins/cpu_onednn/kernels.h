@@ -126,8 +126,10 @@ class StageProducts {
   // Small float matrices (the v6/v7 LoRAs): each output summed in double with
   // a fixed order and rounded once (f64_rows), so it is the same bits on every
   // ISA, for every thread count and in step and chunk mode. F32 or BF16
-  // weights only; at most 8 products, run as one pool job.
-  static void run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
+  // weights only; at most 8 products, run as one pool job. For T > 1 each
+  // chunk's rows are widened to double once into a per-thread tile (sized by
+  // reserve(); the rows must be at most reserve's widest_cols wide).
+  void run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
 
  private:
   struct Scratch {
@@ -137,6 +139,8 @@ class StageProducts {
   };
   Scratch scratch_[kMaxBatch];
   GemmContext gemm_;
+  std::vector<std::vector<double>> f64_tiles_;  // one per pool thread
+  size_t f64_tile_doubles_ = 0;
 };
 
 // Kernel variants, exposed for tests and micro-benchmarks.

@@ -380,7 +380,7 @@ class Rwkv5Stage : public Stage {
   // 2·Dd·C multiply-adds per block (0.4 % of a block at C = 2048). The mix
   // LoRA (time_maa_w1/w2, 4x larger) stays on the kernels: a flip there is not
   // amplified (the fixtures pass bit-exactly on every ISA).
-  void lora_products(std::initializer_list<Product> ps, int T) { StageProducts::run_f64(isa_, ps, T, pool_); }
+  void lora_products(std::initializer_list<Product> ps, int T) { products_.run_f64(isa_, ps, T, pool_); }
 
   StageSpec spec_;
   ModelHParams hp_;

@@ -434,7 +434,7 @@ class Rwkv7Stage : public Stage {
   // LoRA products summed in double and rounded once (the same bits on every
   // ISA and in step and chunk mode, as the v6 stage does; the decay LoRA
   // feeds exp(−0.6·σ(·)) where one bf16 flip is visible downstream).
-  void lora_products(std::initializer_list<Product> ps, int T) { StageProducts::run_f64(isa_, ps, T, pool_); }
+  void lora_products(std::initializer_list<Product> ps, int T) { products_.run_f64(isa_, ps, T, pool_); }
 
   StageSpec spec_;
   ModelHParams hp_;

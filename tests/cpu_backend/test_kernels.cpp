@@ -405,14 +405,20 @@ TEST(CpuKernels, RunF64BatchEqualsRows) {
   const int C = 96;
   const int D[3] = {8, 40, 3};
   std::vector<std::vector<float>> w;
+  std::vector<std::vector<uint16_t>> wb;
   std::vector<Matrix> m;
   for (int k = 0; k < 3; ++k) {
     w.push_back(randn(g, size_t(C) * D[k]));
+    wb.emplace_back(w.back().size());
+    for (size_t e = 0; e < w.back().size(); ++e) wb.back()[e] = f32_to_bf16(w.back()[e]);
+  }
+  for (int k = 0; k < 3; ++k) {
     Matrix a;
     a.rows = k == 1 ? C : D[k];
     a.cols = k == 1 ? D[k] : C;
-    a.kind = Matrix::Kind::F32;
-    a.f32 = w.back().data();
+    a.kind = k == 2 ? Matrix::Kind::BF16 : Matrix::Kind::F32;  // both weight types
+    a.f32 = w[size_t(k)].data();
+    a.bf16 = wb[size_t(k)].data();
     m.push_back(a);
   }
   for (int T : {1, 3})
@@ -427,9 +433,11 @@ TEST(CpuKernels, RunF64BatchEqualsRows) {
           f64_rows(Isa::Scalar, m[size_t(k)], X[size_t(k)].data() + size_t(t) * m[size_t(k)].cols,
                    want[size_t(k)].data() + size_t(t) * m[size_t(k)].rows, 0, m[size_t(k)].rows);
       }
-      StageProducts::run_f64(detect_isa(),
-                             {{&m[0], X[0].data(), Y[0].data()}, {&m[1], X[1].data(), Y[1].data()}, {&m[2], X[2].data(), Y[2].data()}}, T,
-                             pool);
+      StageProducts products;
+      products.reserve(C, threads);  // T > 1 then uses the widened tiles on AVX-512
+      products.run_f64(detect_isa(),
+                       {{&m[0], X[0].data(), Y[0].data()}, {&m[1], X[1].data(), Y[1].data()}, {&m[2], X[2].data(), Y[2].data()}}, T,
+                       pool);
       for (int k = 0; k < 3; ++k) EXPECT_EQ(Y[size_t(k)], want[size_t(k)]) << "product " << k << " T " << T << " threads " << threads;
     }
 }
