@@ -10,9 +10,17 @@
 //   3. decode: continuing from the prompt's state, greedy argmax tokens one at
 //      a time with logits, `warmup_tokens` untimed, then `decode_tokens` timed
 //      one by one; the median is reported (min and mean too);
-//   4. peak RSS (getrusage) at that point;
+//   4. peak RSS (VmHWM) at that point;
 //   5. read bandwidth: the same number of threads sums a buffer of
-//      `bandwidth_mib` MiB, best of 5 plain and 5 prefetching passes.
+//      `bandwidth_mib` MiB, best of 3 plain and 3 prefetching passes, once
+//      right after the load (before step 2) and once here; the better of the
+//      two moments is the machine's read bandwidth. On a shared machine one
+//      moment can be busy (a probe that ran while another process held a core
+//      read half the rate and put a decode at 151% of its "roofline"); two
+//      moments minutes apart rarely both are. The first probe's buffer is not
+//      counted in the peak RSS: the peak is read before it and the kernel's
+//      counter reset after it (/proc/self/clear_refs); where that reset is
+//      not allowed, only the second probe runs.
 // roofline_ms_per_token = weight bytes read per token / bandwidth.
 #include "perf.h"
 
@@ -85,10 +93,32 @@ int physical_cores() {
   return std::max(1, n);
 }
 
+// Peak resident set so far: VmHWM of /proc/self/status (resettable, see
+// reset_peak_rss), getrusage's ru_maxrss where /proc is not there.
 uint64_t peak_rss_bytes() {
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %llu kB", &kib) == 1) {
+        found = true;
+        break;
+      }
+    std::fclose(f);
+    if (found) return uint64_t(kib) * 1024;
+  }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return uint64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// Resets VmHWM to the current RSS (Linux: "5" to /proc/PID/clear_refs).
+bool reset_peak_rss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
 }
 
 std::string cpu_model() {
@@ -232,6 +262,14 @@ int run_perf(const PerfOptions& o) {
   const int threads = o.threads > 0 ? o.threads : physical_cores();
   const int V = eng->hparams().n_vocab;
 
+  // First bandwidth moment (see the top of this file), kept out of the peak RSS.
+  const uint64_t load_peak_rss = peak_rss_bytes();
+  double bw_before = 0.0;
+  if (o.bandwidth_mib > 0 && reset_peak_rss()) {
+    bw_before = measure_read_bandwidth(size_t(o.bandwidth_mib) << 20, threads, 3);
+    if (!reset_peak_rss()) bw_before = 0.0;  // cannot keep its buffer out of the peak: not used
+  }
+
   std::mt19937 rng(o.seed);
   std::uniform_int_distribution<int32_t> pick(0, V - 1);
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
@@ -279,9 +317,10 @@ int run_perf(const PerfOptions& o) {
   const double decode_min = sorted.front();
   const double decode_mean = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
 
-  const uint64_t rss = peak_rss_bytes();
+  const uint64_t rss = std::max(load_peak_rss, peak_rss_bytes());
   const uint64_t wbytes = eng->weight_bytes_per_token();
-  const double bw = o.bandwidth_mib > 0 ? measure_read_bandwidth(size_t(o.bandwidth_mib) << 20, threads, 5) : 0.0;
+  const double bw_after = o.bandwidth_mib > 0 ? measure_read_bandwidth(size_t(o.bandwidth_mib) << 20, threads, 3) : 0.0;
+  const double bw = std::max(bw_before, bw_after);
   const double roofline_ms = bw > 0 ? double(wbytes) / bw * 1e3 : 0.0;
   const double pct = roofline_ms > 0 ? 100.0 * roofline_ms / decode_median : 0.0;
   // Decode-mode feeding of the same prompt would take decode_median per token.
@@ -307,6 +346,8 @@ int run_perf(const PerfOptions& o) {
     j["peak_rss_bytes"] = rss;
     j["weight_bytes_per_token"] = wbytes;
     j["bandwidth_gb_per_s"] = bw / 1e9;
+    j["bandwidth_gb_per_s_after_load"] = bw_before / 1e9;  // 0: not measured
+    j["bandwidth_gb_per_s_after_decode"] = bw_after / 1e9;
     j["roofline_ms_per_token"] = roofline_ms;
     j["roofline_percent"] = pct;
     std::cout << j.dump(1) << "\n";
@@ -322,8 +363,9 @@ int run_perf(const PerfOptions& o) {
     std::printf("peak RSS   %.1f MiB\n", double(rss) / (1 << 20));
     std::printf("weights    %.3f GB read per token\n", double(wbytes) / 1e9);
     if (bw > 0)
-      std::printf("bandwidth  %.1f GB/s read (%d threads, %d MiB)\nroofline   %.2f ms/token; decode at %.0f%% of it\n",
-                  bw / 1e9, threads, o.bandwidth_mib, roofline_ms, pct);
+      std::printf("bandwidth  %.1f GB/s read (%d threads, %d MiB; after load %.1f, after decode %.1f)\n"
+                  "roofline   %.2f ms/token; decode at %.0f%% of it\n",
+                  bw / 1e9, threads, o.bandwidth_mib, bw_before / 1e9, bw_after / 1e9, roofline_ms, pct);
   }
   std::fflush(nullptr);
   return 0;
