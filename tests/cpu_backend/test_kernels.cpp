@@ -369,21 +369,16 @@ TEST(CpuKernels, F64RowsSameBitsOnEveryPath) {
   for (auto kind : {Matrix::Kind::F32, Matrix::Kind::BF16})
     for (int cols : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 160, 1023, 1024, 1029}) {
       const int rows = 37;
-      std::vector<float> wf = randn(g, size_t(rows) * cols), x = randn(g, size_t(cols));
-      std::vector<uint16_t> wb(wf.size());
-      for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]), wf[i] = kind == Matrix::Kind::BF16 ? bf16_to_f32(wb[i]) : wf[i];
-      Matrix W;
-      W.rows = rows;
-      W.cols = cols;
-      W.kind = kind;
-      W.f32 = wf.data();
-      W.bf16 = wb.data();
+      const TestMatrix t = make_matrix(g, rows, cols);
+      const std::vector<float> x = randn(g, size_t(cols));
+      const Matrix W = t.as(kind);
       std::vector<float> ref(rows, NAN);
       f64_rows(Isa::Scalar, W, x.data(), ref.data(), 0, rows);
       for (int j = 0; j < rows; ++j) {
+        const std::vector<double> w = t.row(kind, j);
         long double want = 0, mag = 0;
         for (int i = 0; i < cols; ++i) {
-          const long double p = (long double)wf[size_t(j) * cols + i] * x[size_t(i)];
+          const long double p = (long double)w[size_t(i)] * x[size_t(i)];
           want += p, mag += std::fabs((double)p);
         }
         ASSERT_NEAR(ref[size_t(j)], (double)want, std::fabs((double)want) * 0x1p-24 + (double)mag * cols * 0x1p-52) << cols << " row " << j;
@@ -404,23 +399,10 @@ TEST(CpuKernels, RunF64BatchEqualsRows) {
   std::mt19937 g(17);
   const int C = 96;
   const int D[3] = {8, 40, 3};
-  std::vector<std::vector<float>> w;
-  std::vector<std::vector<uint16_t>> wb;
+  std::vector<TestMatrix> w;
   std::vector<Matrix> m;
-  for (int k = 0; k < 3; ++k) {
-    w.push_back(randn(g, size_t(C) * D[k]));
-    wb.emplace_back(w.back().size());
-    for (size_t e = 0; e < w.back().size(); ++e) wb.back()[e] = f32_to_bf16(w.back()[e]);
-  }
-  for (int k = 0; k < 3; ++k) {
-    Matrix a;
-    a.rows = k == 1 ? C : D[k];
-    a.cols = k == 1 ? D[k] : C;
-    a.kind = k == 2 ? Matrix::Kind::BF16 : Matrix::Kind::F32;  // both weight types
-    a.f32 = w[size_t(k)].data();
-    a.bf16 = wb[size_t(k)].data();
-    m.push_back(a);
-  }
+  for (int k = 0; k < 3; ++k) w.push_back(make_matrix(g, k == 1 ? C : D[k], k == 1 ? D[k] : C));
+  for (int k = 0; k < 3; ++k) m.push_back(w[size_t(k)].as(k == 2 ? Matrix::Kind::BF16 : Matrix::Kind::F32));  // both weight types
   for (int T : {1, 3})
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
