@@ -137,14 +137,24 @@ Matrix prepared_matrix(const WeightSource& w, const std::string& name, int rows,
     m.rx = prepared_vector(w, name + ".rx", rows);
     m.my = prepared_vector(w, name + ".my", cols);
     m.ry = prepared_vector(w, name + ".ry", cols);
-  } else if (p.wtype == DType::BF16) {
+    return m;
+  }
+  return prepared_float_matrix(w, name, rows, cols, p.wtype);
+}
+
+Matrix prepared_float_matrix(const WeightSource& w, const std::string& name, int rows, int cols, DType type, size_t offset) {
+  const TensorView& t = w.require(name);
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  if (type == DType::BF16) {
     if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
     m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>();
+    m.bf16 = t.as<uint16_t>() + offset;
   } else {
     if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
     m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>();
+    m.f32 = t.as<float>() + offset;
   }
   return m;
 }

@@ -46,6 +46,10 @@ void prepare_matrix(const WeightSource& raw, WeightSink& out, const ModelHParams
 // `.mx/.rx/.my/.ry` vectors.
 const float* prepared_vector(const WeightSource& w, const std::string& name, int64_t n);
 Matrix prepared_matrix(const WeightSource& w, const std::string& name, int rows, int cols, Precision p);
+// A float matrix of `rows × cols` starting `offset` elements into the prepared
+// tensor `name`, which must hold `type` (BF16; anything else means F32). The
+// caller checks the size; prepared_matrix and the v6/v7 LoRA readers use it.
+Matrix prepared_float_matrix(const WeightSource& w, const std::string& name, int rows, int cols, DType type, size_t offset = 0);
 
 // Bytes of prepared weights (matrices and vectors) for a stage.
 uint64_t prepared_bytes(const StageSpec& spec, const ModelHParams& hp);

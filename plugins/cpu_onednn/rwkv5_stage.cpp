@@ -310,21 +310,7 @@ class Rwkv5State : public StageState {
 
 // An atype LoRA matrix (slice `slot` of a stacked tensor): F32 or BF16, never int8.
 Matrix lora(const WeightSource& w, const std::string& name, int rows, int cols, int slot, DType atype) {
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  const TensorView& t = w.require(name);
-  const size_t off = size_t(slot) * size_t(rows) * size_t(cols);
-  if (atype == DType::BF16) {
-    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
-    m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>() + off;
-  } else {
-    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
-    m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>() + off;
-  }
-  return m;
+  return prepared_float_matrix(w, name, rows, cols, atype, size_t(slot) * size_t(rows) * size_t(cols));
 }
 
 

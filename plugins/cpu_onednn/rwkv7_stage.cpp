@@ -373,19 +373,7 @@ class Rwkv7State : public StageState {
 Matrix lora(const WeightSource& w, const std::string& name, int cols, DType atype) {
   const TensorView& t = w.require(name);
   if (t.ndim != 2 || t.shape[1] != cols) throw Error(w.origin() + ": prepared tensor '" + name + "' has the wrong shape");
-  Matrix m;
-  m.rows = int(t.shape[0]);
-  m.cols = cols;
-  if (atype == DType::BF16) {
-    if (t.dtype != DType::BF16) throw Error(w.origin() + ": prepared tensor '" + name + "' is not BF16");
-    m.kind = Matrix::Kind::BF16;
-    m.bf16 = t.as<uint16_t>();
-  } else {
-    if (t.dtype != DType::F32) throw Error(w.origin() + ": prepared tensor '" + name + "' is not F32");
-    m.kind = Matrix::Kind::F32;
-    m.f32 = t.as<float>();
-  }
-  return m;
+  return prepared_float_matrix(w, name, int(t.shape[0]), cols, atype);
 }
 
 
