@@ -13,6 +13,7 @@
 
 #include "corvid/sdk/dtype.h"
 #include "corvid/sdk/error.h"
+#include "elementwise.h"
 
 namespace corvid::cpu {
 
@@ -813,6 +814,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void f64_rows_tokens_avx512
 void f64_rows(Isa isa, const Matrix& W, const float* x, float* y, int j0, int j1) {
   if (isa >= Isa::Avx512) f64_rows_avx512(W, x, y, j0, j1);
   else f64_rows_portable(W, x, y, j0, j1);
+}
+
+void StageProducts::run_head(Isa isa, const Matrix& head, const float* x, int T, bool all_rows, const float* ln_w,
+                             const float* ln_b, float* xx, bool bf16, float* logits, ThreadPool& pool) {
+  const int C = head.cols;
+  const int first = all_rows ? 0 : T - 1;
+  const int rows = T - first;
+  for (int t = 0; t < rows; ++t) ew::layer_norm(x + size_t(first + t) * C, ln_w, ln_b, xx + size_t(t) * C, C, bf16);
+  run(isa, {{&head, xx, logits}}, rows, pool);
+  if (bf16) ew::round_bf16(logits, size_t(rows) * size_t(head.rows));
 }
 
 void StageProducts::run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool) {

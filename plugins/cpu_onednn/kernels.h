@@ -130,6 +130,12 @@ class StageProducts {
   // chunk's rows are widened to double once into a per-thread tile (sized by
   // reserve(); the rows must be at most reserve's widest_cols wide).
   void run_f64(Isa isa, std::initializer_list<Product> products, int T, ThreadPool& pool);
+  // The head of every generation: logits[r] = LN_out(x[first + r]) W_head,
+  // first = 0 with all_rows, else T - 1 (only the last row); rounded to bf16
+  // under bf16 (x @ head is bf16 in the reference, then .float()).
+  // xx: scratch of T · head.cols floats.
+  void run_head(Isa isa, const Matrix& head, const float* x, int T, bool all_rows, const float* ln_w, const float* ln_b,
+                float* xx, bool bf16, float* logits, ThreadPool& pool);
 
  private:
   struct Scratch {

@@ -668,15 +668,8 @@ void Rwkv5Stage::run(float* x, int T, Rwkv5State& st, const ForwardOptions& opts
   }
 
   // Head: logits = LN_out(x) W_head, only when asked for.
-  if (spec_.has_head && opts.logits) {
-    const int V = hp_.n_vocab;
-    const int first = opts.all_logits ? 0 : T - 1;
-    const int rows = T - first;
-    for (int t = 0; t < rows; ++t)
-      ew::layer_norm(x + size_t(first + t) * C, lnout_w_, lnout_b_, xx_.data() + size_t(t) * C, C, BF16);
-    matmuls({{&head_, xx_.data(), opts.logits}}, rows);
-    if (BF16) ew::round_bf16(opts.logits, size_t(rows) * V);  // x @ head is bf16, then .float()
-  }
+  if (spec_.has_head && opts.logits)
+    products_.run_head(isa_, head_, x, T, opts.all_logits, lnout_w_, lnout_b_, xx_.data(), BF16, opts.logits, pool_);
 }
 
 }  // namespace
