@@ -21,6 +21,7 @@
 #include "corvid/runtime/engine.h"
 #include "corvid/sdk/dtype.h"
 #include "corvid/sdk/error.h"
+#include "../common/detect_error.h"
 #include "../common/v5_checkpoint.h"
 
 using namespace corvid;
@@ -47,15 +48,7 @@ class Scratch {
   fs::path dir_;
 };
 
-std::string detect_error(const std::string& path) {
-  try {
-    auto ck = Checkpoint::open(path);
-    detect_hparams(*ck);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using corvid_test::detect_error;
 
 constexpr int L = 2, C = 32, H = 2, F = 112, V = 50, Dm = 4, Dd = 8;
 

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/detect_error.h"
 #include "../common/v5_checkpoint.h"
 #include "corvid/io/checkpoint.h"
 #include "corvid/model/model_info.h"
@@ -78,15 +79,7 @@ std::string scratch_file(const std::string& n) {
   return (d / n).string();
 }
 
-std::string detect_error(const std::string& path) {
-  try {
-    auto ck = Checkpoint::open(path);
-    detect_hparams(*ck);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using corvid_test::detect_error;
 
 }  // namespace
 
