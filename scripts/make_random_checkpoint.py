@@ -68,32 +68,37 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ST_TAG = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
 
+# Makers shared by both generations: each returns make(generator) -> fp32 tensor.
+def normal(shape, scale):
+    return lambda g: torch.randn(*shape, generator=g) * scale
+
+
+def around_one(C: int):   # LayerNorm / GroupNorm weights
+    return lambda g: 1.0 + torch.randn(C, generator=g) * 0.1
+
+
+def small(C: int):        # their biases
+    return lambda g: torch.randn(C, generator=g) * 0.05
+
+
 def tensor_specs(L: int, C: int, V: int):
     """(name, shape, make(generator) -> fp32 tensor) in real checkpoint order."""
     F = 4 * C
     ch = torch.arange(C, dtype=torch.float32) / max(C - 1, 1)
-
-    def normal(shape, scale):
-        return lambda g: torch.randn(*shape, generator=g) * scale
-
-    def around_one(g):
-        return 1.0 + torch.randn(C, generator=g) * 0.1
-
-    def small(g):
-        return torch.randn(C, generator=g) * 0.05
+    ln_w, ln_b = around_one(C), small(C)
 
     yield "emb.weight", (V, C), normal((V, C), 0.5)
     for i in range(L):
         p = f"blocks.{i}."
         r01 = i / max(L - 1, 1)
         r1a0 = 1.0 - i / L
-        yield p + "ln1.weight", (C,), around_one
-        yield p + "ln1.bias", (C,), small
-        yield p + "ln2.weight", (C,), around_one
-        yield p + "ln2.bias", (C,), small
+        yield p + "ln1.weight", (C,), ln_w
+        yield p + "ln1.bias", (C,), ln_b
+        yield p + "ln2.weight", (C,), ln_w
+        yield p + "ln2.bias", (C,), ln_b
         if i == 0:
-            yield p + "ln0.weight", (C,), around_one
-            yield p + "ln0.bias", (C,), small
+            yield p + "ln0.weight", (C,), ln_w
+            yield p + "ln0.bias", (C,), ln_b
         yield p + "att.time_decay", (C,), \
             (lambda r: lambda g: -5.0 + 8.0 * ch ** (0.7 + 1.3 * r) + torch.randn(C, generator=g) * 0.3)(r01)
         yield p + "att.time_first", (C,), \
@@ -111,8 +116,8 @@ def tensor_specs(L: int, C: int, V: int):
         yield p + "ffn.key.weight", (F, C), normal((F, C), 1.0 / math.sqrt(C))
         yield p + "ffn.receptance.weight", (C, C), normal((C, C), 1.0 / math.sqrt(C))
         yield p + "ffn.value.weight", (C, F), normal((C, F), 1.0 / math.sqrt(F))
-    yield "ln_out.weight", (C,), around_one
-    yield "ln_out.bias", (C,), small
+    yield "ln_out.weight", (C,), ln_w
+    yield "ln_out.bias", (C,), ln_b
     yield "head.weight", (V, C), normal((V, C), 2.0 / math.sqrt(C))
 
 
@@ -142,14 +147,7 @@ def tensor_specs_v5plus(arch: str, L: int, C: int, V: int):
     D = lora_dims(arch, C)
     jj = torch.arange(N, dtype=torch.float32) / (N - 1)   # position inside a head
 
-    def normal(shape, scale):
-        return lambda g: torch.randn(*shape, generator=g) * scale
-
-    def around_one(g):
-        return 1.0 + torch.randn(C, generator=g) * 0.1
-
-    def small(g):
-        return torch.randn(C, generator=g) * 0.05
+    ln_w, ln_b = around_one(C), small(C)
 
     def mix(g):   # token-shift mix in (0, 1), spread across channels
         ch = torch.arange(C, dtype=torch.float32) / (C - 1)
@@ -164,10 +162,10 @@ def tensor_specs_v5plus(arch: str, L: int, C: int, V: int):
     for i in range(L):
         p = f"blocks.{i}."
         r01 = i / max(L - 1, 1)
-        lns = [("ln1.weight", around_one), ("ln1.bias", small), ("ln2.weight", around_one), ("ln2.bias", small)]
+        lns = [("ln1.weight", ln_w), ("ln1.bias", ln_b), ("ln2.weight", ln_w), ("ln2.bias", ln_b)]
         if i == 0:
-            lns = ([("ln0.weight", around_one), ("ln0.bias", small)] + lns) if arch == "v7" else \
-                (lns + [("ln0.weight", around_one), ("ln0.bias", small)])
+            lns = ([("ln0.weight", ln_w), ("ln0.bias", ln_b)] + lns) if arch == "v7" else \
+                (lns + [("ln0.weight", ln_w), ("ln0.bias", ln_b)])
         for nm, fn in lns:
             yield p + nm, (C,), fn
         if arch == "v7":
@@ -203,8 +201,8 @@ def tensor_specs_v5plus(arch: str, L: int, C: int, V: int):
             yield p + f"att.{nm}.weight", (C, C), normal((C, C), 1.0 / math.sqrt(C))
         if arch != "v7":
             yield p + "att.gate.weight", (C, C), normal((C, C), 1.0 / math.sqrt(C))
-        yield p + "att.ln_x.weight", (C,), around_one
-        yield p + "att.ln_x.bias", (C,), small
+        yield p + "att.ln_x.weight", (C,), ln_w
+        yield p + "att.ln_x.bias", (C,), ln_b
         if arch == "v7":
             yield p + "ffn.x_k", (1, 1, C), mix
         else:
@@ -215,8 +213,8 @@ def tensor_specs_v5plus(arch: str, L: int, C: int, V: int):
         if arch != "v7":
             yield p + "ffn.receptance.weight", (C, C), normal((C, C), 1.0 / math.sqrt(C))
         yield p + "ffn.value.weight", (C, F), normal((C, F), 1.0 / math.sqrt(F))
-    yield "ln_out.weight", (C,), around_one
-    yield "ln_out.bias", (C,), small
+    yield "ln_out.weight", (C,), ln_w
+    yield "ln_out.bias", (C,), ln_b
     yield "head.weight", (V, C), normal((V, C), 2.0 / math.sqrt(C))
 
 
