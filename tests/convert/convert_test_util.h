@@ -96,6 +96,17 @@ inline RunOutput run_engine(const corvid::EngineOptions& o, const std::vector<in
   return r;
 }
 
+// The converted file must run bit for bit like the raw checkpoint: same
+// logits for every token and the same final state.
+inline void expect_same_bits(const RunOutput& raw, const RunOutput& conv) {
+  ASSERT_EQ(raw.logits.size(), conv.logits.size());
+  EXPECT_EQ(0, std::memcmp(raw.logits.data(), conv.logits.data(), raw.logits.size() * sizeof(float)))
+      << "logits differ between the converted and the unconverted path";
+  ASSERT_EQ(raw.state.size(), conv.state.size());
+  EXPECT_EQ(0, std::memcmp(raw.state.data(), conv.state.data(), raw.state.size() * sizeof(float)))
+      << "final state differs between the converted and the unconverted path";
+}
+
 // Writes a random RWKV-4 checkpoint (bf16, raw nn.Linear layout) as
 // safetensors, straight from the format's definition: 8-byte little-endian
 // header length, JSON header, data. Values ~ U(-0.5, 0.5) from an LCG.
